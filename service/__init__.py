@@ -1,0 +1,1 @@
+"""Tacit's I/O layer: HTTP API, ingestion pipeline, storage, retention and the CLI."""

@@ -1,0 +1,126 @@
+"""The application factory. Settings, store and keyring are built here, never at import."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from privacy.keyring import Keyring
+from privacy.policy import load_policy
+from service.deps import AppState, utc_now
+from service.errors import ApiError
+from service.ingest.pipeline import Ingestor
+from service.ingest.writer import GroupWriter
+from service.routes import events, health
+from service.settings import Settings
+from service.store import open_store
+from service.telemetry import LatencyMiddleware, Telemetry
+
+log = logging.getLogger("tacit")
+
+ROUTERS = [events.router, health.router]
+
+
+def build_state(settings: Settings, clock: Callable[[], datetime] = utc_now) -> AppState:
+    """Everything the routes share: policy, store, keyring, pipeline."""
+    loaded = load_policy(settings.policy)
+    store = open_store(
+        settings.resolved_database_url,
+        policy_sha256=loaded.sha256,
+        sqlite_synchronous=settings.sqlite_synchronous,
+    )
+    master = settings.load_master_key()
+    keyring = Keyring(master, store.salts, loaded.policy.identifiers)
+    ingestor = Ingestor(
+        loaded.policy, keyring, store, clock, timedelta(hours=settings.max_future_hours)
+    )
+    store.audit.append(
+        "policy_loaded",
+        "service",
+        {"source": str(loaded.source), "name": loaded.policy.name, "sha256": loaded.sha256},
+        clock(),
+    )
+    return AppState(settings, loaded, store, keyring, ingestor, Telemetry(), clock)
+
+
+def create_app(
+    settings: Settings | None = None, *, clock: Callable[[], datetime] = utc_now
+) -> FastAPI:
+    settings = settings or Settings()
+    state = build_state(settings, clock)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.writer = GroupWriter(state.store.events)
+        try:
+            yield
+        finally:
+            state.writer.close()
+            state.store.close()
+
+    app = FastAPI(
+        title="Tacit",
+        version="0.1.0",
+        summary="Privacy-first aggregation of implicit feedback from LLM products.",
+        lifespan=lifespan,
+    )
+    app.state.tacit = state
+    for router in ROUTERS:
+        app.include_router(router)
+    _install_error_handlers(app)
+    app.add_middleware(LatencyMiddleware, telemetry=state.telemetry)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for uvicorn workers: settings come from TACIT_* variables."""
+    return create_app(Settings())
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(
+            {"error": {"code": code, "message": str(exc.detail)}},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"][1:]) or "(body)", "message": e["msg"]}
+            for e in exc.errors()
+        ]
+        return JSONResponse(
+            {
+                "error": {
+                    "code": "bad_request",
+                    "message": "the request is invalid",
+                    "errors": errors,
+                }
+            },
+            status_code=400,
+        )
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        log.error(
+            "internal error on %s %s: %s", request.method, request.url.path, type(exc).__name__
+        )
+        return JSONResponse(
+            {"error": {"code": "internal", "message": "internal error; this is probably a bug"}},
+            status_code=500,
+        )

@@ -1,0 +1,40 @@
+"""The `tacit` command. Each subcommand lives in its own module and calls the library."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from service.cli import serve, tokens
+
+# Each module exposes register(subparsers); its parsers set `func(args) -> int`.
+COMMANDS = [serve, tokens]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tacit",
+        description="Tacit: privacy-first aggregation of implicit feedback from LLM products.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from service.cli.common import CliError
+
+    try:
+        code: int = args.func(args)
+    except CliError as exc:
+        print(f"tacit: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

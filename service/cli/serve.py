@@ -1,0 +1,104 @@
+"""`tacit serve`: run the HTTP API (uvicorn), optionally in dev mode with local secrets."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+from service.cli.common import CliError, add_common, policy_from, settings_from, store_from
+from service.settings import ConfigError, Settings
+from service.store.base import Role
+
+DEV_TOKENS_FILE = "dev-tokens.env"
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser("serve", help="run the HTTP API")
+    parser.add_argument(
+        "--dev",
+        action="store_true",
+        help="development mode: ./var, a local master key, one token per role",
+    )
+    parser.add_argument("--host", default=None, help="bind address (default 127.0.0.1, or $HOST)")
+    parser.add_argument("--port", type=int, default=None, help="port (default 8000, or $PORT)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--access-log", action="store_true", help="log every request line")
+    add_common(parser)
+    parser.set_defaults(func=_serve)
+
+
+def bootstrap_dev_tokens(settings: Settings) -> Path | None:
+    """First dev start: one token per role, printed and written to a 0600 file."""
+    from service.cli.tokens import create_token
+
+    path = settings.data_dir / DEV_TOKENS_FILE
+    if path.exists():
+        return None
+    store = store_from(settings)
+    lines = []
+    try:
+        for role in Role:
+            token = create_token(
+                store,
+                f"dev-{role.value}",
+                role,
+                "dev" if role is Role.INGEST else None,
+                "dev-bootstrap",
+            )
+            lines.append(f"TACIT_{role.value.upper()}_TOKEN={token}")
+    finally:
+        store.close()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
+    with os.fdopen(fd, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+    print("Dev tokens (shown once; also in", path, "for local use only):")
+    for line in lines:
+        print("  " + line)
+    return path
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    host = args.host or os.environ.get("HOST") or "127.0.0.1"
+    port = args.port or int(os.environ.get("PORT") or 8000)
+    overrides: dict[str, object] = {"host": host, "port": port}
+    if args.dev:
+        overrides["dev"] = True
+    settings = settings_from(args, **overrides)
+    policy_from(settings)  # fail fast, with the loader's precise errors
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.load_master_key()
+    except ConfigError as exc:
+        raise CliError(str(exc)) from exc
+    if settings.dev:
+        bootstrap_dev_tokens(settings)
+    # Workers are separate processes: they read their settings from the environment.
+    env = {
+        "TACIT_DEV": "1" if settings.dev else "0",
+        "TACIT_DATA_DIR": str(settings.data_dir.resolve()),
+        "TACIT_POLICY": str(settings.policy.resolve()),
+    }
+    if settings.database_url:
+        env["TACIT_DATABASE_URL"] = settings.database_url
+    os.environ.update(env)
+    print(
+        f"Tacit listening on http://{host}:{port} (policy {settings.policy.name}, "
+        f"store {settings.resolved_database_url.split('://')[0]}, workers {args.workers})",
+        flush=True,
+    )
+    uvicorn.run(
+        "service.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=args.workers,
+        access_log=args.access_log,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=10,
+    )
+    return 0

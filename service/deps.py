@@ -1,0 +1,61 @@
+"""The app's shared state and the FastAPI dependencies built on it (Annotated aliases)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from privacy.keyring import Keyring
+from privacy.policy import LoadedPolicy
+from service.auth import authenticate
+from service.ingest.pipeline import Ingestor
+from service.ingest.writer import GroupWriter
+from service.settings import Settings
+from service.store.base import Principal, Role, Store
+from service.telemetry import Telemetry
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    policy: LoadedPolicy
+    store: Store
+    keyring: Keyring
+    ingestor: Ingestor
+    telemetry: Telemetry
+    clock: Callable[[], datetime] = utc_now
+    writer: GroupWriter | None = None
+    extras: dict[str, Any] = field(default_factory=dict)  # per-feature services (queries, ...)
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.tacit
+    return state
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+def require(*roles: Role) -> Callable[[Request], Principal]:
+    allowed = frozenset(roles)
+
+    def dependency(request: Request) -> Principal:
+        state = get_state(request)
+        return authenticate(request.headers.get("authorization"), state.store.tokens, allowed)
+
+    return dependency
+
+
+IngestPrincipal = Annotated[Principal, Depends(require(Role.INGEST))]
+AnalystPrincipal = Annotated[Principal, Depends(require(Role.ANALYST))]
+CompliancePrincipal = Annotated[Principal, Depends(require(Role.COMPLIANCE, Role.ADMIN))]
+PolicyReader = Annotated[Principal, Depends(require(Role.COMPLIANCE, Role.ADMIN, Role.ANALYST))]
+AdminPrincipal = Annotated[Principal, Depends(require(Role.ADMIN))]

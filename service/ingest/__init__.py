@@ -1,0 +1,1 @@
+"""Ingestion: parse a batch, run every event through the named steps, write durably."""

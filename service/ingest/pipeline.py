@@ -1,0 +1,163 @@
+"""The ingestion pipeline: validate, clock, policy, pseudonymize, sample, coarsen, store."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from privacy.keyring import Keyring
+from privacy.policy import Policy
+from service.ingest import quarantine
+from service.ingest.parse import FieldError, Parsed
+from service.ingest.steps import STEPS, Draft, Drop, Reason, StepContext, row
+from service.store.base import Store, WriteBatch
+
+
+@dataclass(frozen=True)
+class Result:
+    """An event that was not accepted, as the batch response lists it."""
+
+    index: int
+    event_id: str | None
+    status: str  # duplicate | sampled_out | rejected
+    reason: str | None = None
+    errors: tuple[FieldError, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "index": self.index,
+            "event_id": self.event_id,
+            "status": self.status,
+        }
+        if self.reason is not None:
+            out["reason"] = self.reason
+        if self.errors:
+            out["errors"] = [e.as_dict() for e in self.errors]
+        return out
+
+
+@dataclass
+class Prepared:
+    """A batch after steps 1-6: rows ready to write, and what was dropped."""
+
+    batch: WriteBatch
+    row_events: list[tuple[int, str]]  # (batch index, event_id) of each row
+    dropped: list[Result] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Report:
+    accepted: int
+    duplicates: int
+    sampled_out: int
+    rejected: int
+    results: list[Result]
+    rejected_by_reason: dict[str, int]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "sampled_out": self.sampled_out,
+            "rejected": self.rejected,
+            "results": [r.as_dict() for r in self.results],
+        }
+
+
+class Ingestor:
+    """Runs batches through the steps. Pure CPU work; the write happens elsewhere."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        keyring: Keyring,
+        store: Store,
+        clock: Callable[[], datetime],
+        max_future: timedelta,
+    ) -> None:
+        self._policy = policy
+        self._keyring = keyring
+        self._store = store
+        self._clock = clock
+        self._max_future = max_future
+        self._labels = {v for values in policy.context.values() for v in values}
+
+    def prepare(self, parsed: Parsed, source_id: int) -> Prepared:
+        now = self._clock()
+        ctx = StepContext(
+            self._policy, self._keyring, now, self._max_future, self._calibrating(now)
+        )
+        prepared = Prepared(WriteBatch(source_id), [])
+        for index, event in parsed.events:
+            draft = Draft(index, event)
+            drop: Drop | None = None
+            for _name, step in STEPS:
+                drop = step(draft, ctx)
+                if drop is not None:
+                    break
+            if drop is None:
+                prepared.batch.keys.append(draft.idempotency_key)
+                prepared.batch.rows.append(row(draft, source_id))
+                prepared.row_events.append((index, event.event_id))
+            elif drop.reason is Reason.SAMPLED_OUT:
+                prepared.dropped.append(Result(index, event.event_id, "sampled_out"))
+            else:
+                self._quarantine(prepared, now, drop, event.model_dump(mode="json"))
+                prepared.dropped.append(
+                    Result(index, event.event_id, "rejected", drop.reason.value, drop.errors)
+                )
+        for index, raw, errors in parsed.invalid:
+            event_id = raw.get("event_id") if isinstance(raw, dict) else None
+            valid_id = event_id if isinstance(event_id, str) and 0 < len(event_id) <= 64 else None
+            self._quarantine(prepared, now, Drop(Reason.INVALID, tuple(errors)), raw)
+            prepared.dropped.append(
+                Result(index, valid_id, "rejected", Reason.INVALID.value, tuple(errors))
+            )
+        return prepared
+
+    def report(self, prepared: Prepared, flags: list[bool]) -> Report:
+        results = list(prepared.dropped)
+        duplicates = 0
+        for (index, event_id), stored in zip(prepared.row_events, flags, strict=True):
+            if not stored:
+                duplicates += 1
+                results.append(Result(index, event_id, "duplicate"))
+        results.sort(key=lambda r: r.index)
+        by_reason = Counter(r.reason for r in results if r.status == "rejected")
+        sampled = sum(1 for r in results if r.status == "sampled_out")
+        rejected = sum(by_reason.values())
+        return Report(
+            accepted=len(flags) - duplicates,
+            duplicates=duplicates,
+            sampled_out=sampled,
+            rejected=rejected,
+            results=results,
+            rejected_by_reason={str(k): v for k, v in by_reason.items()},
+        )
+
+    def _calibrating(self, now: datetime) -> bool:
+        first = self._store.events.first_event_at()
+        if first is None:
+            first = self._store.events.mark_first_event(now)
+        return now < first + self._policy.sampling.calibration_period
+
+    def _quarantine(self, prepared: Prepared, now: datetime, drop: Drop, raw: Any) -> None:
+        epoch = self._keyring.epoch_of(now)
+        keys = self._keyring.keys(epoch, now)
+        document, user = quarantine.sanitize(raw, keys, self._labels)
+        errors = json.dumps([e.as_dict() for e in drop.errors])
+        prepared.batch.quarantine.append(
+            (
+                int(now.timestamp() * 1000),
+                prepared.batch.source_id,
+                epoch,
+                user,
+                drop.reason.value,
+                errors,
+                quarantine.encode(document),
+            )
+        )

@@ -1,0 +1,79 @@
+"""What a rejected event leaves behind: its shape and the reason, never its content.
+
+Identifiers are replaced by pseudonyms under the salt of the epoch the event was
+received in (so erasure can find them); every other string is kept only when it is one
+of the schema's own enum values or a declared context label, else it becomes a
+placeholder saying its type and length. Unknown keys are replaced too: a client bug that
+sends free text never lands in the quarantine.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from privacy.events import CONTEXT_DIMENSIONS, IDENTIFIER_FIELDS, EventType
+from privacy.pseudonym import EpochKeys
+
+_KNOWN_KEYS = {
+    "event_id", "timestamp", "sent_at", "event_type", "payload", "context",
+    *IDENTIFIER_FIELDS,
+    "position", "candidates", "similarity", "span_start", "span_end", "span_length",
+    "destination", "edit_ratio", "dwell_ms", "scroll_depth", "after_ms", "outcome",
+    *CONTEXT_DIMENSIONS,
+}  # fmt: skip
+_SAFE_STRINGS = {t.value for t in EventType} | {"internal", "external", "success", "failure"}
+_TIMESTAMPISH = re.compile(r"^[0-9T:.+\-Z ]{1,40}$")
+_EVENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+def _placeholder(value: Any) -> str:
+    if isinstance(value, str):
+        return f"<string of {len(value)} chars>"
+    return f"<{type(value).__name__}>"
+
+
+def _scalar(key: str, value: Any, labels: set[str]) -> Any:
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        if value in _SAFE_STRINGS or value in labels:
+            return value
+        if key in ("timestamp", "sent_at") and _TIMESTAMPISH.match(value):
+            return value
+        if key == "event_id" and _EVENT_ID.match(value):
+            return value
+    return _placeholder(value)
+
+
+def sanitize(raw: Any, keys: EpochKeys, labels: set[str]) -> tuple[dict[str, Any], int | None]:
+    """The quarantined form of a raw event, and its user pseudonym if it had a string user_id."""
+    if not isinstance(raw, dict):
+        return {"_not_an_object": _placeholder(raw)}, None
+    user: int | None = None
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = key if key in _KNOWN_KEYS else "<unknown key>"
+        if key in IDENTIFIER_FIELDS:
+            if isinstance(value, str):
+                ps = keys.pseudonym(key, value)
+                if key == "user_id":
+                    user = ps
+                out[name] = f"ps:{ps & 0xFFFFFFFFFFFFFFFF:016x}"
+            else:
+                out[name] = _placeholder(value)
+        elif key in ("payload", "context") and isinstance(value, dict):
+            out[name] = {
+                (k if k in _KNOWN_KEYS else "<unknown key>"): _scalar(k, v, labels)
+                for k, v in value.items()
+            }
+        elif name == "<unknown key>":
+            out.setdefault(name, []).append(_placeholder(value))
+        else:
+            out[name] = _scalar(key, value, labels)
+    return out, user
+
+
+def encode(document: dict[str, Any]) -> str:
+    return json.dumps(document, sort_keys=True, separators=(",", ":"))

@@ -1,0 +1,80 @@
+"""One settings object for the whole service, read from the environment (TACIT_*)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from privacy.keyring import MasterKey
+
+DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "policies" / "default.yaml"
+
+
+class ConfigError(Exception):
+    """The service cannot start with this configuration; the message says what to set."""
+
+
+class Settings(BaseSettings):
+    """Configuration. Every field can be set as TACIT_<NAME> in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="TACIT_", extra="ignore")
+
+    dev: bool = False
+    data_dir: Path = Path("var")
+    database_url: str | None = None  # default: sqlite:///<data_dir>/tacit.db
+    policy: Path = DEFAULT_POLICY
+    master_key: SecretStr | None = None  # base64 of 32 bytes
+    master_key_file: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    sqlite_synchronous: Literal["full", "normal"] = "full"
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    max_batch_events: int = Field(default=1000, ge=1, le=10_000)
+    max_future_hours: float = 23.0
+    retention_interval_s: float = Field(default=3600.0, gt=0)
+    log_level: str = "info"
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'tacit.db'}"
+
+    def load_master_key(self) -> MasterKey:
+        """The master key from TACIT_MASTER_KEY or the key file; in dev, one made locally."""
+        if self.master_key is not None:
+            return MasterKey.from_base64(self.master_key.get_secret_value())
+        path = self.master_key_file
+        if path is None and self.dev:
+            path = self.data_dir / "master.key"
+            if not path.exists():
+                create_key_file(path)
+                print(
+                    f"WARNING: dev mode created a local master key at {path}. "
+                    "Production must supply its own key (TACIT_MASTER_KEY or "
+                    "TACIT_MASTER_KEY_FILE) kept outside the data directory and its backups.",
+                    file=sys.stderr,
+                )
+        if path is None:
+            raise ConfigError(
+                "no master key: set TACIT_MASTER_KEY (base64 of 32 random bytes) or "
+                "TACIT_MASTER_KEY_FILE, or run with --dev for a local development key"
+            )
+        try:
+            return MasterKey.from_base64(path.read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"master key file {path} does not exist") from exc
+
+
+def create_key_file(path: Path) -> None:
+    """Write a new random master key readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(MasterKey.generate_base64() + "\n")

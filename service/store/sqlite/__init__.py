@@ -1,0 +1,28 @@
+"""The embedded default store: one SQLite file in WAL mode."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from service.store.sqlite.audit import SQLiteAudit
+from service.store.sqlite.db import Database
+from service.store.sqlite.events import SQLiteEvents
+from service.store.sqlite.salts import SQLiteSalts
+from service.store.sqlite.tokens import SQLiteTokens
+
+
+class SQLiteStore:
+    def __init__(self, path: Path, synchronous: str = "full", policy_sha256: str = "") -> None:
+        self.url = f"sqlite:///{path}"
+        self.path = path
+        self.db = Database(path, synchronous)
+        self.audit = SQLiteAudit(self.db, policy_sha256)
+        self.salts = SQLiteSalts(self.db)
+        self.tokens = SQLiteTokens(self.db, self.audit)
+        self.events = SQLiteEvents(self.db)
+
+    def migrate(self) -> None:
+        self.db.migrate()
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,103 @@
+"""One SQLite database file: connections, transactions and migrations.
+
+Writes go through a single connection per process behind a lock, each in
+``BEGIN IMMEDIATE`` so that concurrent processes queue on SQLite's lock instead of
+failing on a lock upgrade; reads use one connection per thread. WAL mode lets readers
+run beside the writer; ``synchronous=FULL`` (the default) makes a commit durable across
+power loss, ``NORMAL`` across process crashes only.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from service.store.sqlite.schema import MIGRATIONS
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+def to_ms(t: datetime) -> int:
+    return int(t.timestamp() * 1000)
+
+
+def from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+class Database:
+    def __init__(self, path: Path, synchronous: str = "full") -> None:
+        self.path = path
+        self._synchronous = synchronous.upper()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = self._connect()
+        self._write_lock = threading.Lock()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+        )
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        # Deleted rows are overwritten, not left in free pages (retention, erasure).
+        conn.execute("PRAGMA secure_delete = ON")
+        conn.execute("PRAGMA foreign_keys = OFF")
+        return conn
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction; commits on exit, rolls back on error."""
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """A consistent read snapshot on this thread's connection."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+
+    def migrate(self) -> None:
+        """Apply pending migrations; safe when several processes start at once."""
+        with self.write() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in statements:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number}")
+
+    def checkpoint(self) -> None:
+        """Fold the WAL into the main file and truncate it (so deleted bytes leave the WAL)."""
+        with self._write_lock:
+            self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def close(self) -> None:
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+        with self._write_lock:
+            self._writer.close()

@@ -1,0 +1,83 @@
+"""SQLite schema, as ordered migrations (PRAGMA user_version counts the applied ones)."""
+
+MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
+        """CREATE TABLE sources (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)""",
+        """CREATE TABLE salts (
+            epoch INTEGER PRIMARY KEY,
+            nonce BLOB,
+            ciphertext BLOB,
+            key_id TEXT,
+            created_at INTEGER NOT NULL,
+            destroyed_at INTEGER
+        )""",
+        """CREATE TABLE tokens (
+            name TEXT PRIMARY KEY,
+            role TEXT NOT NULL,
+            source_id INTEGER REFERENCES sources(id),
+            digest BLOB NOT NULL UNIQUE,
+            created_at INTEGER NOT NULL,
+            revoked_at INTEGER
+        )""",
+        # The idempotency index, led by the client's timestamp so that inserts land near
+        # the right edge of the B-tree even though client event ids are random. eid is a
+        # keyed hash of (event id), never the raw id. No pseudonym, no payload here.
+        """CREATE TABLE event_keys (
+            ts_ms INTEGER NOT NULL,
+            source_id INTEGER NOT NULL,
+            eid INTEGER NOT NULL,
+            PRIMARY KEY (ts_ms, source_id, eid)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            epoch INTEGER NOT NULL,
+            ts INTEGER NOT NULL,
+            event_type INTEGER NOT NULL,
+            source_id INTEGER NOT NULL,
+            user_ps INTEGER,
+            session_ps INTEGER,
+            query_ps INTEGER,
+            response_ps INTEGER,
+            surface TEXT,
+            task_type TEXT,
+            cohort TEXT,
+            model TEXT,
+            position INTEGER,
+            candidates INTEGER,
+            similarity REAL,
+            span_start INTEGER,
+            span_end INTEGER,
+            span_length INTEGER,
+            destination TEXT,
+            edit_ratio REAL,
+            dwell_ms INTEGER,
+            scroll_depth REAL,
+            after_ms INTEGER,
+            outcome TEXT,
+            inclusion_prob REAL NOT NULL DEFAULT 1.0
+        )""",
+        """CREATE INDEX events_epoch_type ON events (epoch, event_type)""",
+        """CREATE TABLE quarantine (
+            id INTEGER PRIMARY KEY,
+            received_at INTEGER NOT NULL,
+            source_id INTEGER NOT NULL,
+            epoch INTEGER NOT NULL,
+            user_ps INTEGER,
+            reason TEXT NOT NULL,
+            errors TEXT NOT NULL,
+            event TEXT NOT NULL
+        )""",
+        """CREATE INDEX quarantine_received ON quarantine (received_at)""",
+        """CREATE TABLE audit_log (
+            seq INTEGER PRIMARY KEY,
+            at INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            policy_sha256 TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        )""",
+    ],
+]
