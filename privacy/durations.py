@@ -15,9 +15,9 @@ from typing import Annotated, Any
 from pydantic import PlainSerializer, PlainValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-# At most nine digits: 999999999d is the largest timedelta Python can hold, so every
-# string the pattern accepts converts without overflow.
-DURATION_PATTERN = r"^[1-9][0-9]{0,8}[dhms]$"
+# Fourteen digits hold the largest timedelta in seconds (about 8.6e13), so whatever
+# format_duration writes parses back; larger numbers are refused as too long.
+DURATION_PATTERN = r"^[1-9][0-9]{0,13}[dhms]$"
 _DURATION_RE = re.compile(DURATION_PATTERN)
 
 # Largest unit first: format_duration picks the first that divides exactly.
@@ -36,7 +36,10 @@ def parse_duration(text: str) -> timedelta:
     """Parse ``"30d"``, ``"12h"``, ``"90m"`` or ``"45s"``; raise ``ValueError`` otherwise."""
     if not _DURATION_RE.match(text):
         raise ValueError(f"{text!r} is not a duration: write {DURATION_HELP}")
-    return int(text[:-1]) * _UNIT_OF[text[-1]]
+    try:
+        return int(text[:-1]) * _UNIT_OF[text[-1]]
+    except OverflowError:
+        raise ValueError(f"{text!r} is longer than any duration Python can hold") from None
 
 
 def format_duration(td: timedelta) -> str:
@@ -67,8 +70,8 @@ def _validate_duration(value: Any) -> timedelta:
     if isinstance(value, str):
         try:
             return parse_duration(value)
-        except ValueError:
-            pass
+        except ValueError as exc:
+            raise PydanticCustomError("duration", "{message}", {"message": str(exc)}) from None
     raise PydanticCustomError(
         "duration", "{got} is not a duration: write " + DURATION_HELP, {"got": repr(value)}
     )

@@ -1,0 +1,116 @@
+"""The numbers of a policy's differential-privacy guarantee for one person.
+
+The privacy unit is one user pseudonym within one salt period (an "epoch", one day by
+default): the service cannot link a person across periods, so the guarantee is stated per
+period, from the policy alone. Under zCDP every amount is also given as the ε of (ε, δ)-DP
+at the policy's δ, by OpenDP's conversion (`privacy.mechanisms.epsilon_at_delta`), the same
+the query API reports. `privacy.explain` puts these numbers into words; `privacy.policy_diff`
+compares budgets across accountings with `epsilon_equivalent`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import lru_cache
+from typing import Any, Literal
+
+from privacy.durations import format_duration
+from privacy.mechanisms import epsilon_at_delta
+from privacy.policy import Policy, QueryPolicy
+
+__all__ = ["Guarantee", "epsilon_equivalent", "guarantee_of", "longest_retention"]
+
+
+@lru_cache(maxsize=256)  # OpenDP builds a measurement per conversion: keep the answers
+def _epsilon_at(rho: float, delta: float) -> float:
+    return epsilon_at_delta(rho, delta)
+
+
+def epsilon_equivalent(privacy: QueryPolicy, amount: float) -> float:
+    """The ε that a budget ``amount`` of ``privacy``'s accounting amounts to.
+
+    Under pure accounting the amount is already ε; under zCDP it is rho, converted to the ε
+    of (ε, δ)-DP at the policy's δ by OpenDP's conversion.
+    """
+    if privacy.accounting == "pure":
+        return amount
+    return _epsilon_at(amount, privacy.delta)
+
+
+@dataclass(frozen=True)
+class Guarantee:
+    """The differential-privacy promise of a policy, in numbers.
+
+    Budget amounts are in the policy's unit (ε under pure, rho under zCDP); the
+    ``epsilon_*`` fields are their ε equivalents (equal to them under pure accounting).
+    ``period`` is the salt rotation: the time span of the privacy unit. ``periods_kept``
+    is how many periods a person's stored events can span (the longest retention).
+    """
+
+    accounting: Literal["pure", "zcdp"]
+    unit: Literal["epsilon", "rho"]
+    delta: float | None  # zCDP only: the δ of the (ε, δ) statement
+    period: timedelta
+    per_query: float
+    per_analyst: float  # the largest per-period cap of any analyst (default or override)
+    global_cap: float
+    periods_kept: int
+    over_retention: float  # the budget of all kept periods together, in the policy's unit
+    epsilon_per_query: float
+    epsilon_per_analyst: float
+    epsilon_per_period: float
+    epsilon_over_retention: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready numbers (the period as a policy duration, e.g. ``1d``)."""
+        return {
+            "accounting": self.accounting,
+            "unit": self.unit,
+            "delta": self.delta,
+            "period": format_duration(self.period),
+            "per_query": self.per_query,
+            "per_analyst": self.per_analyst,
+            "global": self.global_cap,
+            "periods_kept": self.periods_kept,
+            "over_retention": self.over_retention,
+            "epsilon_per_query": self.epsilon_per_query,
+            "epsilon_per_analyst": self.epsilon_per_analyst,
+            "epsilon_per_period": self.epsilon_per_period,
+            "epsilon_over_retention": self.epsilon_over_retention,
+        }
+
+
+def longest_retention(policy: Policy) -> timedelta:
+    """The longest time any collected event type is kept."""
+    return max(policy.retention.for_type(t) for t in policy.event_types)
+
+
+def guarantee_of(policy: Policy) -> Guarantee:
+    """The numbers of ``policy``'s guarantee for one person.
+
+    Per period, the global cap bounds what all releases together spend on any one
+    person's activity. Over the periods a person's events are kept, those amounts add up:
+    ε under pure accounting, rho under zCDP (then converted once, which is tighter than
+    adding the per-period ε).
+    """
+    q = policy.privacy
+    periods = math.ceil(longest_retention(policy) / policy.identifiers.salt_rotation)
+    over = periods * q.global_cap
+    analyst = max([q.per_analyst, *q.per_analyst_overrides.values()])
+    return Guarantee(
+        accounting=q.accounting,
+        unit=q.budget_unit,
+        delta=q.delta if q.accounting == "zcdp" else None,
+        period=policy.identifiers.salt_rotation,
+        per_query=q.max_per_query,
+        per_analyst=analyst,
+        global_cap=q.global_cap,
+        periods_kept=periods,
+        over_retention=over,
+        epsilon_per_query=epsilon_equivalent(q, q.max_per_query),
+        epsilon_per_analyst=epsilon_equivalent(q, analyst),
+        epsilon_per_period=epsilon_equivalent(q, q.global_cap),
+        epsilon_over_retention=epsilon_equivalent(q, over),
+    )

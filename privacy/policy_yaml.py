@@ -1,0 +1,413 @@
+"""Reading a policy's YAML: the node tree, the line of every key, and the wording of problems.
+
+`privacy.policy` owns what a policy may say; this module owns how a file is read and how
+what is wrong with it is told. Lines come from the composed YAML node tree, which also lets
+the reader refuse what PyYAML silently accepts: duplicate keys (the last one would win
+unseen) and explicit tags (``!!python/...`` and the like have no place in a reviewed file).
+
+Model validators report rule violations with `raise_all`, each with a key path relative to
+the field or model they decorate; `problems_from` turns those and pydantic's own errors into
+`Problem`s located in the file. Messages speak the words of a policy file, not of pydantic.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Literal, NamedTuple, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails, PydanticCustomError
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+__all__ = [
+    "DOCUMENT",
+    "KeyPath",
+    "PolicyError",
+    "Problem",
+    "Violation",
+    "invalid",
+    "key_path",
+    "problems_from",
+    "raise_all",
+    "read_file",
+    "read_yaml",
+]
+
+DOCUMENT = "<document>"  # the key path of a problem that concerns the file as a whole
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a policy file, located as precisely as the YAML allows.
+
+    ``key`` is a dotted path with list indexes (``context.surface[2]``), or
+    ``<document>`` for the file as a whole. ``line`` is 1-based; it is None only when no
+    position is known (an unreadable file, absurdly deep nesting). ``message`` is
+    complete on its own (it already ends with ``(allowed: ...)`` when ``allowed`` is not
+    empty); ``allowed`` repeats those choices for programs.
+    """
+
+    file: str
+    line: int | None
+    key: str
+    message: str
+    allowed: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        return f"{where}: {self.key}: {self.message}"
+
+
+class PolicyError(ValueError):
+    """A policy file is not valid; ``problems`` lists every problem found, in file order."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems: list[Problem] = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+def _problem(
+    file: str, line: int | None, key: str, message: str, allowed: Sequence[str] = ()
+) -> Problem:
+    if allowed:
+        message = f"{message} (allowed: {', '.join(allowed)})"
+    return Problem(file, line, key, message, tuple(allowed))
+
+
+# --- how validators report -----------------------------------------------------------
+
+KeyPath = tuple[str | int, ...]
+
+
+class Violation(NamedTuple):
+    """One broken rule, as a validator reports it to `raise_all`."""
+
+    path: KeyPath  # relative to the field or model that reports it
+    message: str
+    allowed: tuple[str, ...] = ()
+
+
+def invalid(message: str) -> PydanticCustomError:
+    """An error for a validator to raise whose message is reported exactly as written."""
+    # A custom error type keeps pydantic from prefixing "Value error, " to the message.
+    return PydanticCustomError("policy_value", "{message}", {"message": message})
+
+
+def raise_all(found: Sequence[Violation]) -> None:
+    """Raise every rule violation found by one validator, each with its own key path.
+
+    pydantic would locate a validator's error at the field or model it decorates; the
+    paths let the loader point at the offending key or list item instead.
+    """
+    if found:
+        summary = "; ".join(key_path(v.path) + ": " + v.message for v in found)
+        raise PydanticCustomError(
+            "policy_rule", "{summary}", {"summary": summary, "violations": tuple(found)}
+        )
+
+
+# --- files and YAML nodes ---------------------------------------------------------------
+
+
+def read_file(path: str | Path) -> tuple[str, bytes]:
+    """The text of a policy file and its exact bytes; ``PolicyError`` if it cannot be read."""
+    source = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise PolicyError(
+            [_problem(source, None, DOCUMENT, f"cannot read the file: {exc.strerror}")]
+        ) from exc
+    try:
+        return raw.decode("utf-8"), raw
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise PolicyError([_problem(source, line, DOCUMENT, "is not valid UTF-8")]) from exc
+
+
+class _PolicyLoader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-7`` as a number.
+
+    YAML 1.1 (PyYAML) needs a dot in a float (``1.0e-7``); without this, the natural
+    way to write a small delta would be read as a string.
+    """
+
+
+_PolicyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _line(node: Node) -> int:
+    return int(node.start_mark.line) + 1
+
+
+def read_yaml(text: str, source: str, model: type[BaseModel]) -> tuple[MappingNode, Any]:
+    """Compose, check and construct the document; any failure becomes a ``PolicyError``.
+
+    Returns the root node (for locating later problems) and the constructed data.
+    ``model`` is the type the document describes: its keys are offered as the choices
+    when the top level is not a mapping.
+    """
+    try:
+        loader = _PolicyLoader(text)
+    except yaml.YAMLError as exc:  # the reader refuses unprintable characters at once
+        raise PolicyError([_yaml_problem(exc, text, source)]) from exc
+    try:
+        try:
+            root = loader.get_single_node()
+        except yaml.YAMLError as exc:
+            raise PolicyError([_yaml_problem(exc, text, source)]) from exc
+        except RecursionError as exc:
+            raise PolicyError([_problem(source, None, DOCUMENT, "is nested too deeply")]) from exc
+        if root is None:
+            message = "is empty: a policy needs at least version, name and privacy"
+            raise PolicyError([_problem(source, 1, DOCUMENT, message)])
+        problems = _structure_problems(loader, root, source)
+        if problems:
+            raise PolicyError(problems)
+        if not isinstance(root, MappingNode):
+            kind = "a list" if isinstance(root, SequenceNode) else "a single value"
+            message = f"the top level must be a mapping of policy keys, got {kind}"
+            raise PolicyError([_problem(source, _line(root), DOCUMENT, message, _keys_of(model))])
+        try:
+            data = loader.construct_document(root)
+        except yaml.YAMLError as exc:
+            raise PolicyError([_yaml_problem(exc, text, source, root)]) from exc
+        except Exception as exc:
+            # PyYAML's scalar constructors can raise plain ValueError and friends on
+            # values its resolver accepted (e.g. the date 2024-02-30); find the node.
+            line, key = _unconstructible(root)
+            raise PolicyError(
+                [_problem(source, line, key, f"cannot read the value: {exc}")]
+            ) from exc
+        return root, data
+    finally:
+        loader.dispose()
+
+
+def _yaml_problem(exc: yaml.YAMLError, text: str, source: str, root: Node | None = None) -> Problem:
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        message = ", ".join(str(part) for part in (exc.context, exc.problem) if part)
+        line = None if mark is None else mark.line + 1
+        key = DOCUMENT if root is None or mark is None else _path_at(root, mark.index)
+        return _problem(source, line, key, message or str(exc))
+    if isinstance(exc, yaml.reader.ReaderError):
+        line = text[: exc.position].count("\n") + 1
+        message = f"contains the unprintable character {exc.character!r}"
+        return _problem(source, line, DOCUMENT, message)
+    return _problem(source, None, DOCUMENT, str(exc))
+
+
+def _path_at(root: Node, index: int) -> str:
+    """The key path of the deepest node starting at character ``index`` of the text."""
+    paths = [path for node, path in _nodes(root) if node.start_mark.index == index]
+    return key_path(max(paths, key=len)) if paths else DOCUMENT
+
+
+def _nodes(root: Node) -> Iterator[tuple[Node, KeyPath]]:
+    """Every node once (aliases can share or even cycle), with the first path reaching it."""
+    seen: set[int] = set()
+    stack: list[tuple[Node, KeyPath]] = [(root, ())]
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        yield node, path
+        if isinstance(node, MappingNode):
+            for key, value in reversed(node.value):
+                child = (*path, key.value if isinstance(key, ScalarNode) else "<key>")
+                stack += [(value, child), (key, child)]
+        elif isinstance(node, SequenceNode):
+            stack += [(item, (*path, i)) for i, item in reversed(list(enumerate(node.value)))]
+
+
+def _structure_problems(loader: _PolicyLoader, root: Node, source: str) -> list[Problem]:
+    """Duplicate keys and explicit tags, which a policy must not contain."""
+    problems: list[Problem] = []
+    for node, path in _nodes(root):
+        if node.tag != _implicit_tag(loader, node):
+            tag = str(node.tag).replace("tag:yaml.org,2002:", "!!")
+            message = f"explicit YAML tags are not allowed in a policy, found {tag}"
+            problems.append(_problem(source, _line(node), key_path(path), message))
+        if isinstance(node, MappingNode):
+            first: dict[tuple[str, str], int] = {}
+            for key, _ in node.value:
+                if not isinstance(key, ScalarNode):
+                    continue
+                if (key.tag, key.value) in first:
+                    message = (
+                        f"duplicate key {key.value!r}, first defined on line "
+                        f"{first[key.tag, key.value]} (YAML would silently keep only the last)"
+                    )
+                    problems.append(
+                        _problem(source, _line(key), key_path((*path, key.value)), message)
+                    )
+                else:
+                    first[key.tag, key.value] = _line(key)
+    return sorted(problems, key=lambda p: p.line or 0)
+
+
+def _implicit_tag(loader: _PolicyLoader, node: Node) -> str:
+    """The tag the node would have had without an explicit one."""
+    # Plain scalars are resolved by content; quoted and block scalars are strings.
+    plain = not isinstance(node, ScalarNode) or node.style is None
+    value = node.value if isinstance(node, ScalarNode) else None
+    # types-pyyaml leaves Resolver.resolve untyped.
+    return str(loader.resolve(type(node), value, (plain, not plain)))  # type: ignore[no-untyped-call]
+
+
+def _unconstructible(root: Node) -> tuple[int | None, str]:
+    """Where the scalar is that PyYAML failed to construct (searched only on failure)."""
+    probe = _PolicyLoader("")
+    try:
+        for node, path in _nodes(root):
+            if isinstance(node, ScalarNode):
+                try:
+                    probe.construct_object(node)
+                except Exception:
+                    return _line(node), key_path(path)
+        return None, DOCUMENT
+    finally:
+        probe.dispose()
+
+
+def key_path(path: Sequence[str | int]) -> str:
+    """A key path as a policy problem names it: ``context.surface[2]``, or ``<document>``."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or DOCUMENT
+
+
+def _locate(root: Node, loc: Sequence[str | int]) -> tuple[int, str]:
+    """The line and rendered key path of a pydantic ``loc`` in the node tree.
+
+    The line is that of the deepest key or item that exists: a missing key is reported
+    on its parent's line.
+    """
+    node: Node | None = root
+    line = _line(root)
+    path: list[str | int] = []
+    for item in loc:
+        if item == "[key]":  # pydantic's marker for "the key itself, not its value"
+            continue
+        found: Node | None = None
+        if isinstance(node, MappingNode):
+            path.append(str(item))
+            # Last match wins, as in the constructed dict (merged `<<` keys come first).
+            for key, value in reversed(node.value):
+                if isinstance(key, ScalarNode) and key.value == str(item):
+                    line, found = _line(key), value
+                    break
+        elif isinstance(node, SequenceNode) and isinstance(item, int):
+            path.append(item)
+            if 0 <= item < len(node.value):
+                found = node.value[item]
+                line = _line(found)
+        else:
+            path.append(item)
+        node = found
+    return line, key_path(path)
+
+
+def problems_from(
+    exc: ValidationError, root: Node, source: str, model: type[BaseModel]
+) -> list[Problem]:
+    """Every error of validating ``model`` as ``Problem``s located in the file, in file order."""
+    problems: list[Problem] = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        if err["type"] == "policy_rule":
+            for sub, message, allowed in err.get("ctx", {})["violations"]:
+                line, key = _locate(root, (*loc, *sub))
+                problems.append(_problem(source, line, key, message, allowed))
+        else:
+            line, key = _locate(root, loc)
+            problems.append(_problem(source, line, key, *_explain(err, loc, model)))
+    return sorted(problems, key=lambda p: p.line or 0)
+
+
+def _explain(
+    err: ErrorDetails, loc: tuple[str | int, ...], model: type[BaseModel]
+) -> tuple[str, tuple[str, ...]]:
+    """A message for one pydantic error, in the words of a policy file, and the choices."""
+    kind, value = err["type"], err["input"]
+    if kind == "extra_forbidden":
+        return "unknown key", _keys_of(_type_at(model, loc[:-1]))
+    if kind == "missing":
+        return "required key is missing", ()
+    if kind in ("literal_error", "enum"):
+        what = "key" if loc and loc[-1] == "[key]" else "value"
+        return f"{_short(value)} is not an allowed {what}", _choices(_type_at(model, loc))
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"must be a mapping of keys to values, got {_short(value)}", _keys_of(
+            _type_at(model, loc)
+        )
+    if kind == "list_type":
+        return f"must be a list, got {_short(value)}", ()
+    if kind == "string_type" and (isinstance(value, bool | int | float) or value is None):
+        # YAML 1.1 turns unquoted yes/no/on/off/null and numbers into non-strings.
+        return f"must be text, got {_short(value)}: put the value in quotes", ()
+    message = str(err["msg"]).removeprefix("Value error, ")
+    if kind in ("policy_value", "duration"):
+        return message, ()
+    return f"{message[:1].lower()}{message[1:]}, got {_short(value)}", ()
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _type_at(model: type[BaseModel], loc: Sequence[str | int]) -> Any:
+    """The declared type at ``loc`` within ``model``, or None when it cannot be followed."""
+    tp: Any = model
+    for i, item in enumerate(loc):
+        if item == "[key]":
+            continue
+        tp = _unannotated(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            field = next((f for n, f in tp.model_fields.items() if item in (n, f.alias)), None)
+            if field is None:
+                return None
+            tp = field.annotation
+        elif get_origin(tp) is dict:
+            key_type, value_type = get_args(tp)
+            tp = key_type if loc[i + 1 : i + 2] == ("[key]",) else value_type
+        elif get_origin(tp) is list:
+            tp = get_args(tp)[0]
+        else:
+            return None
+    return _unannotated(tp)
+
+
+def _unannotated(tp: Any) -> Any:
+    while get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
+    return tp
+
+
+def _keys_of(tp: Any) -> tuple[str, ...]:
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return tuple(f.alias or name for name, f in tp.model_fields.items())
+    if get_origin(tp) is dict:
+        return _choices(_unannotated(get_args(tp)[0]))
+    return ()
+
+
+def _choices(tp: Any) -> tuple[str, ...]:
+    if get_origin(tp) is Literal:
+        return tuple(str(a) for a in get_args(tp))
+    if isinstance(tp, type) and issubclass(tp, Enum):
+        return tuple(str(m.value) for m in tp)
+    return ()
