@@ -8,14 +8,18 @@ coerced into a number, nor a number into a timestamp.
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal, Self
 
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
     StringConstraints,
     TypeAdapter,
     model_validator,
@@ -41,9 +45,20 @@ MAX_POSITION = 50
 MAX_SPAN_CHARS = 10_000_000
 MAX_DURATION_MS = 86_400_000  # one day
 
-EventId = Annotated[
-    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")
-]
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+def _rfc3339(value: object) -> object:
+    # pydantic's parser is laxer (unix seconds, HH:MM, "+HHMM"); the API is not. The field
+    # itself is validated in lax mode so that the string this check let through is parsed.
+    if isinstance(value, datetime) or (isinstance(value, str) and _RFC3339.match(value)):
+        return value
+    raise ValueError("must be an RFC 3339 timestamp with offset, e.g. 2026-11-26T10:00:00Z")
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339), Strict(False)]
+EVENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+EventId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=EVENT_ID.pattern)]
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Label = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
@@ -125,8 +140,8 @@ class _EventBase(_Strict):
     session_id: Identifier
     query_id: Identifier
     response_id: Identifier
-    timestamp: AwareDatetime
-    sent_at: AwareDatetime | None = None
+    timestamp: Timestamp
+    sent_at: Timestamp | None = None
     context: Context = Context()
 
 

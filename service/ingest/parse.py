@@ -16,6 +16,11 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from privacy.events import EVENT_ADAPTER, Event, EventType
 
 _EVENT_TAGS = {t.value for t in EventType}
+# Shape limits, checked on the slow path only: a body that passes the fast path is valid
+# events, whose depth (4) and strings (256 chars at most) the model already bounds.
+MAX_DEPTH = 16
+MAX_STRING_CHARS = 4096
+_TAG_LIST = ", ".join(t.value for t in EventType)
 
 
 class BadBatch(Exception):
@@ -51,9 +56,13 @@ def field_errors(exc: ValidationError) -> list[FieldError]:
         loc = list(err["loc"])
         if loc and loc[0] in _EVENT_TAGS:  # the discriminated union's tag is not a field
             loc = loc[1:]
+        message = err["msg"]
         if err["type"].startswith("union_tag"):
             loc = [*loc, "event_type"]
-        errors.append(FieldError(".".join(str(p) for p in loc) or "(event)", err["msg"]))
+            # pydantic's message quotes the rejected tag: say what is allowed instead.
+            missing = err["type"] == "union_tag_not_found"
+            message = f"{'is missing; it ' if missing else ''}must be one of: {_TAG_LIST}"
+        errors.append(FieldError(".".join(str(p) for p in loc) or "(event)", message))
     return errors
 
 
@@ -70,8 +79,11 @@ def parse_batch(body: bytes, max_events: int) -> Parsed:
 def _parse_slowly(body: bytes, max_events: int) -> Parsed:
     try:
         document = json.loads(body)
-    except (ValueError, RecursionError) as exc:
+    except RecursionError as exc:
+        raise BadBatch(_TOO_DEEP) from exc
+    except ValueError as exc:
         raise BadBatch('the body is not valid JSON: send {"events": [...]}') from exc
+    _check_shape(document)
     if not isinstance(document, dict) or not isinstance(document.get("events"), list):
         raise BadBatch('the body must be a JSON object {"events": [...]} with a list of events')
     extra = sorted(set(document) - {"events"})
@@ -91,3 +103,31 @@ def _parse_slowly(body: bytes, max_events: int) -> Parsed:
         except ValidationError as exc:
             parsed.invalid.append((index, item, field_errors(exc)))
     return parsed
+
+
+_TOO_DEEP = f"the body nests deeper than {MAX_DEPTH} levels: an event needs 4"
+
+
+def _check_shape(document: Any) -> None:
+    """Refuse absurd nesting and huge strings (keys too) before anything walks or echoes
+    them; iterative, so no depth can exhaust the stack."""
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise BadBatch(_TOO_DEEP)
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if len(key) > MAX_STRING_CHARS:
+                    raise BadBatch(f"a key is longer than {MAX_STRING_CHARS} characters")
+                if isinstance(value, dict | list | str):
+                    stack.append((value, depth + 1))
+        elif isinstance(node, list):
+            stack.extend(
+                (value, depth + 1) for value in node if isinstance(value, dict | list | str)
+            )
+        elif isinstance(node, str) and len(node) > MAX_STRING_CHARS:
+            raise BadBatch(
+                f"a string is longer than {MAX_STRING_CHARS} characters: no field takes more "
+                "than 256"
+            )

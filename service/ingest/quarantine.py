@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from privacy.events import CONTEXT_DIMENSIONS, IDENTIFIER_FIELDS, EventType
 from privacy.pseudonym import EpochKeys
+from service.ingest.parse import FieldError
 
 _KNOWN_KEYS = {
     "event_id", "timestamp", "sent_at", "event_type", "payload", "context",
@@ -77,3 +79,23 @@ def sanitize(raw: Any, keys: EpochKeys, labels: set[str]) -> tuple[dict[str, Any
 
 def encode(document: dict[str, Any]) -> str:
     return json.dumps(document, sort_keys=True, separators=(",", ":"))
+
+
+def encode_errors(errors: Iterable[FieldError]) -> str:
+    """The field errors as quarantined: a path keeps only the schema's own key names.
+
+    An unknown key's name is client text (it may be free text), so it becomes the same
+    placeholder as in the quarantined event.
+    """
+    return json.dumps(
+        [
+            {
+                "field": ".".join(
+                    p if p in _KNOWN_KEYS or p == "(event)" else "<unknown key>"
+                    for p in e.field.split(".")
+                ),
+                "message": e.message,
+            }
+            for e in errors
+        ]
+    )

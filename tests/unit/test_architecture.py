@@ -7,7 +7,16 @@ from pathlib import Path
 
 from conftest import REPO
 
-FORBIDDEN = {"fastapi", "starlette", "sqlite3", "sqlite_utils", "psycopg", "psycopg2", "asyncpg", "uvicorn"}
+FORBIDDEN = {
+    "fastapi",
+    "starlette",
+    "sqlite3",
+    "sqlite_utils",
+    "psycopg",
+    "psycopg2",
+    "asyncpg",
+    "uvicorn",
+}
 
 
 def imported_modules(path: Path) -> set[str]:

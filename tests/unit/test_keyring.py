@@ -9,8 +9,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-
 from conftest import T0
+
 from privacy.keyring import EpochExpired, Keyring, MasterKey, MasterKeyMismatch
 from privacy.policy import Identifiers
 from service.store.sqlite import SQLiteStore
@@ -60,7 +60,7 @@ def test_salt_is_stored_only_sealed(store: SQLiteStore, keyring: Keyring) -> Non
     epoch = IDS.epoch_of(T0)
     keyring.keys(epoch, T0)
     conn = sqlite3.connect(store.path)
-    nonce, ciphertext = conn.execute("SELECT nonce, ciphertext FROM salts").fetchone()
+    (ciphertext,) = conn.execute("SELECT ciphertext FROM salts").fetchone()
     assert len(ciphertext) == 32 + 16  # AES-GCM: salt plus tag, never the bare salt
     salt = keyring._master.open(store.salts.sealed_salt(epoch))  # type: ignore[arg-type]
     assert salt not in Path(store.path).read_bytes()
@@ -106,5 +106,7 @@ def test_racing_workers_create_exactly_one_salt(tmp_path: Path) -> None:
     for t in threads:
         t.join()
     assert len(results) == 8 and len(set(results)) == 1
-    count = sqlite3.connect(tmp_path / "race.db").execute("SELECT count(*) FROM salts").fetchone()[0]
+    count = (
+        sqlite3.connect(tmp_path / "race.db").execute("SELECT count(*) FROM salts").fetchone()[0]
+    )
     assert count == 1
