@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from service.store.base import AuditEntry
+from service.store.base import AuditEntry, AuditRepository
 
 GENESIS = "0" * 64
 
@@ -57,3 +57,24 @@ def verify(entries: Iterable[AuditEntry]) -> ChainReport:
         prev = entry.hash
         expected_seq += 1
     return ChainReport(count, None, f"{count} entries, chain intact")
+
+
+def entries(audit: AuditRepository, after: int = 0, page_size: int = 1000) -> Iterator[AuditEntry]:
+    """Every entry after seq ``after``, in order, a page at a time."""
+    while page := audit.page(after, page_size):
+        yield from page
+        after = page[-1].seq
+
+
+def entry_dict(e: AuditEntry) -> dict[str, Any]:
+    """An entry as JSON-ready data (the CLI's --json and GET /v1/audit)."""
+    return {
+        "seq": e.seq,
+        "at": e.at.isoformat(),
+        "kind": e.kind,
+        "actor": e.actor,
+        "policy_sha256": e.policy_sha256,
+        "detail": e.detail,
+        "prev_hash": e.prev_hash,
+        "hash": e.hash,
+    }

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -56,12 +55,6 @@ class SQLiteAudit:
                 (after, limit),
             ).fetchall()
         return [_entry(r) for r in rows]
-
-    def iterate(self) -> Iterator[AuditEntry]:
-        after = 0
-        while batch := self.page(after, 1000):
-            yield from batch
-            after = batch[-1].seq
 
 
 def _entry(r: tuple[Any, ...]) -> AuditEntry:
