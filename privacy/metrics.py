@@ -1,0 +1,361 @@
+"""The metric catalogue: the signal statistics an analyst may ask for, in plain words.
+
+Each metric says what it counts (numerator and denominator), how its values are bounded
+before aggregation, and which public dimensions it may be grouped by. The catalogue is
+pure data: `privacy.query` turns a request into a plan with sensitivities and noise, and
+`service.queries` turns the plan into SQL. Every metric here is documented in
+docs/metrics.md.
+
+The value bounds of a metric are part of its definition: a value outside them is clamped
+before anything is summed, which is what lets the sensitivity of a sum be derived from
+the catalogue and the policy instead of from the data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+from typing import Literal
+
+from privacy.events import CONTEXT_DIMENSIONS, EventType
+from privacy.policy import IdentifierAction, Policy
+
+__all__ = [
+    "DIMENSIONS",
+    "METRICS",
+    "Metric",
+    "Scale",
+    "granted",
+    "metric_unavailable",
+    "metrics_for",
+    "restricted",
+]
+
+Kind = Literal["count", "rate", "mean", "median", "distinct"]
+
+# Every dimension a metric may be grouped by besides "day", in the order cells are laid
+# out (the canonical order, whatever order a request names them in).
+DIMENSIONS: tuple[str, ...] = ("event_type", "position", *CONTEXT_DIMENSIONS)
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How a per-event value becomes a bounded integer before it is summed.
+
+    The stored value is multiplied by `factor`, rounded, and clamped to `[low, high]`
+    (integers, in `1 / factor` of the metric's unit). Medians read `edges`: the public bin
+    boundaries (in the same integer units) of the histogram the median is read from; bin
+    `j` holds values in `[edges[j], edges[j + 1])`, the last bin also holds `high`.
+    """
+
+    column: str
+    factor: int
+    low: int
+    high: int
+    edges: tuple[int, ...] = ()
+
+    @property
+    def bins(self) -> int:
+        """Number of histogram bins (0 for a mean)."""
+        return max(len(self.edges) - 1, 0)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One named signal statistic of the catalogue."""
+
+    name: str
+    title: str
+    description: str  # plain words: what it is and how to read it
+    kind: Kind
+    numerator: str
+    denominator: str | None
+    dimensions: tuple[str, ...]  # allowed group-bys besides "day"
+    unit: str
+    # The family groups the mean and median of one signal (e.g. dwell_time and
+    # dwell_time_median); policy lists (cohort_level_only, analyst_metrics) may name either.
+    family: str = ""
+    event_types: tuple[EventType, ...] = ()  # the stored event types it reads
+    value: Scale | None = None  # means and medians: the bounded per-event value
+    needs: tuple[str, ...] = ()  # identifier fields the policy must keep (pseudonymize)
+
+    @property
+    def positional(self) -> bool:
+        """Whether the metric reads only positions 1..P (P declared by the policy)."""
+        return "position" in self.dimensions
+
+
+_CONTEXT = CONTEXT_DIMENSIONS
+_RS = EventType.RESPONSE_SHOWN
+
+# Bin edges: fine where values are common, coarse in the tail.
+_SPAN_EDGES = (
+    *range(0, 100, 10),
+    *range(100, 300, 25),
+    *range(300, 1000, 100),
+    *range(1000, 2000, 250),
+    *range(2000, 5001, 500),
+)
+_BPS_EDGES = tuple(range(0, 10_001, 500))  # 20 bins of 0.05
+_DWELL_EDGES = (
+    *range(0, 10_000, 1_000),
+    *range(10_000, 30_000, 2_500),
+    *range(30_000, 60_000, 5_000),
+    *range(60_000, 120_000, 15_000),
+    *range(120_000, 300_001, 30_000),
+)
+
+_SPAN = Scale("span_length", 1, 0, 5_000, _SPAN_EDGES)
+_EDIT = Scale("edit_ratio", 10_000, 0, 10_000, _BPS_EDGES)
+_DWELL = Scale("dwell_ms", 1, 0, 300_000, _DWELL_EDGES)
+_SCROLL = Scale("scroll_depth", 10_000, 0, 10_000, _BPS_EDGES)
+
+
+def _pair(
+    name: str,
+    title: str,
+    what: str,
+    event_type: EventType,
+    scale: Scale,
+    unit: str,
+    dims: tuple[str, ...],
+    reading: str,
+) -> tuple[Metric, Metric]:
+    """The mean and the median of one bounded per-event value."""
+    low, high = scale.low / scale.factor, scale.high / scale.factor
+    bounds = f"each value clamped to [{low:g}, {high:g}] {unit}"
+    mean = Metric(
+        name=name,
+        title=f"{title} (mean)",
+        description=f"Mean {what} ({bounds}). {reading}",
+        kind="mean",
+        numerator=f"sum of {what} over {event_type.value} events ({bounds})",
+        denominator=f"number of {event_type.value} events",
+        dimensions=dims,
+        unit=unit,
+        family=name,
+        event_types=(event_type,),
+        value=scale,
+    )
+    median = replace(
+        mean,
+        name=f"{name}_median",
+        title=f"{title} (median)",
+        description=(
+            f"Median {what} ({bounds}), read from a noisy histogram over "
+            f"{scale.bins} public bins. {reading}"
+        ),
+        kind="median",
+        numerator=f"histogram of {what} over {event_type.value} events ({scale.bins} bins)",
+        denominator=None,
+    )
+    return mean, median
+
+
+_ALL: tuple[Metric, ...] = (
+    Metric(
+        name="event_count",
+        title="Events",
+        description=(
+            "How many events were stored, by event type if asked. Sampled event types are "
+            "reweighted (each kept event counts 1 / its inclusion probability), so the "
+            "count estimates the events that happened, not only those kept."
+        ),
+        kind="count",
+        numerator="events (each weighted by 1 / inclusion probability)",
+        denominator=None,
+        dimensions=("event_type", *_CONTEXT),
+        unit="events",
+        event_types=tuple(EventType),
+    ),
+    Metric(
+        name="active_users",
+        title="Active users",
+        description=(
+            "Distinct user pseudonyms with at least one stored event, per day (a person "
+            "active on two days counts once on each). Users whose only events were "
+            "sampled out are not seen, so under sampling this is a lower bound."
+        ),
+        kind="distinct",
+        numerator="distinct user pseudonyms with at least one event",
+        denominator=None,
+        dimensions=_CONTEXT,
+        unit="users",
+        event_types=tuple(EventType),
+    ),
+    Metric(
+        name="task_completion_rate",
+        title="Task completion rate",
+        description=(
+            "Successful downstream task completions per response shown: the strongest "
+            "implicit signal that a response was useful."
+        ),
+        kind="rate",
+        numerator="task_completion events with outcome success",
+        denominator="response_shown events",
+        dimensions=_CONTEXT,
+        unit="ratio",
+        event_types=(EventType.TASK_COMPLETION, _RS),
+    ),
+    Metric(
+        name="reformulation_rate",
+        title="Reformulation rate",
+        description=(
+            "Reformulations per response shown, counting only those whose similarity to "
+            "the previous query is at least the policy's threshold, so clarifying "
+            "follow-ups are not counted. Higher means users more often had to ask again."
+        ),
+        kind="rate",
+        numerator="reformulation events with similarity >= the policy threshold",
+        denominator="response_shown events",
+        dimensions=_CONTEXT,
+        unit="ratio",
+        event_types=(EventType.REFORMULATION, _RS),
+    ),
+    Metric(
+        name="click_through_rate",
+        title="Click-through rate",
+        description=(
+            "Clicks per response shown at the same position (positions 1..P declared by "
+            "the policy). Grouped by position it makes position bias visible: top "
+            "positions are examined more, so they are clicked more."
+        ),
+        kind="rate",
+        numerator="click_through events at positions 1..P",
+        denominator="response_shown events at positions 1..P",
+        dimensions=("position", *_CONTEXT),
+        unit="ratio",
+        event_types=(EventType.CLICK_THROUGH, _RS),
+    ),
+    Metric(
+        name="click_through_rate_debiased",
+        title="Click-through rate, position-debiased",
+        description=(
+            "Clicks reweighted by the inverse of the policy's examination propensity of "
+            "their position, per response shown: an estimate of how often a response would "
+            "be clicked if it were examined. Compare positions with it; it is only as good "
+            "as the declared propensities, and is clipped to [0, 1]."
+        ),
+        kind="rate",
+        numerator="click_through events at positions 1..P, each weighted 1 / propensity(position)",
+        denominator="response_shown events at positions 1..P",
+        dimensions=("position", *_CONTEXT),
+        unit="ratio",
+        event_types=(EventType.CLICK_THROUGH, _RS),
+    ),
+    Metric(
+        name="long_copy_rate",
+        title="Long-copy rate",
+        description=(
+            "Copies of at least the policy's minimum span (characters) per response shown. "
+            "A long copy is a strong sign the response was used as is."
+        ),
+        kind="rate",
+        numerator="copy_paste events with span_length >= the policy's long_copy_min_span",
+        denominator="response_shown events",
+        dimensions=_CONTEXT,
+        unit="ratio",
+        event_types=(EventType.COPY_PASTE, _RS),
+    ),
+    *_pair(
+        "copy_span_length",
+        "Copied span length",
+        "copied span length in characters",
+        EventType.COPY_PASTE,
+        _SPAN,
+        "chars",
+        _CONTEXT,
+        "Longer copies mean more of a response was reused.",
+    ),
+    *_pair(
+        "edit_ratio",
+        "Edit ratio",
+        "edit ratio (normalised edit distance of the user's edit, 0 = kept as is)",
+        EventType.EDIT,
+        _EDIT,
+        "ratio",
+        ("task_type", "surface", "cohort", "model"),
+        "Lower means responses were accepted with fewer changes; compare within a task_type, "
+        "as the normal amount of editing differs between task types.",
+    ),
+    *_pair(
+        "dwell_time",
+        "Dwell time",
+        "dwell time in milliseconds",
+        EventType.DWELL,
+        _DWELL,
+        "ms",
+        _CONTEXT,
+        "A weak signal (long dwell can mean interest or confusion): read it at cohort level.",
+    ),
+    *_pair(
+        "scroll_depth",
+        "Scroll depth",
+        "scroll depth (fraction of the response scrolled, 0 to 1)",
+        EventType.DWELL,
+        _SCROLL,
+        "ratio",
+        _CONTEXT,
+        "A weak signal: read it at cohort level.",
+    ),
+    Metric(
+        name="abandonment_rate",
+        title="Abandonment rate",
+        description=(
+            "Sessions with an abandonment event per session with a response shown. Counted "
+            "per epoch-session: a session that crosses an epoch boundary (midnight UTC by "
+            "default) counts as two sessions."
+        ),
+        kind="rate",
+        numerator="epoch-sessions with at least one abandonment event",
+        denominator="epoch-sessions with at least one response_shown event",
+        dimensions=_CONTEXT,
+        unit="ratio",
+        event_types=(EventType.ABANDONMENT, _RS),
+        needs=("session_id",),
+    ),
+)
+
+METRICS: Mapping[str, Metric] = MappingProxyType({m.name: m for m in _ALL})
+"""Every metric of the catalogue by name, before any policy restriction."""
+
+
+def _family(metric: Metric) -> str:
+    return metric.family or metric.name
+
+
+def metric_unavailable(metric: Metric, policy: Policy) -> str | None:
+    """Why `policy` makes `metric` unusable for everyone, or None when it is available."""
+    missing = [t.value for t in metric.event_types if t not in policy.event_types]
+    # event_count and active_users read whatever is collected; the others need every type.
+    if missing and metric.name not in ("event_count", "active_users"):
+        return (
+            f"{metric.name} needs {', '.join(missing)} events, which this policy does not collect"
+        )
+    for field in metric.needs:
+        if policy.identifiers.action(field) is not IdentifierAction.PSEUDONYMIZE:
+            return f"{metric.name} needs {field} pseudonyms, which this policy drops"
+    return None
+
+
+def restricted(metric: Metric, policy: Policy) -> Metric:
+    """`metric` with the policy's restrictions applied (cohort-level-only dimensions)."""
+    levels = policy.privacy.metrics.cohort_level_only
+    if metric.name in levels or _family(metric) in levels:
+        return replace(metric, dimensions=tuple(d for d in metric.dimensions if d == "cohort"))
+    return metric
+
+
+def granted(metric: Metric, policy: Policy, analyst: str) -> bool:
+    """Whether the analyst token `analyst` may query `metric` (by its name or its family)."""
+    allowed = policy.privacy.analyst_metrics.get(analyst)
+    return allowed is None or metric.name in allowed or _family(metric) in allowed
+
+
+def metrics_for(policy: Policy) -> list[Metric]:
+    """The catalogue as `policy` allows it: unavailable metrics left out, restrictions applied.
+
+    Which analyst may use which metric is a separate question (`granted`).
+    """
+    return [restricted(m, policy) for m in _ALL if metric_unavailable(m, policy) is None]

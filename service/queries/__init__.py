@@ -1,0 +1,1 @@
+"""Queries: the DP query engine and the budgeted API flow around it."""

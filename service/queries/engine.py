@@ -1,0 +1,120 @@
+"""The query engine: bounded aggregation in the database, then OpenDP noise.
+
+`aggregate` runs the plan's SQL (service/queries/sql.py) and returns the true bounded
+aggregates, one integer per cell (per bin for medians), with every public cell present
+even when no event fell into it. Those numbers never leave the process: `release` noises
+them through `privacy.mechanisms` and post-processes the noisy vectors into values with
+95 % intervals (service/queries/release.py). `preview` states the cost and the expected
+half-widths without touching any data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from privacy.mechanisms import halfwidth_for, release
+from privacy.policy import Policy
+from privacy.query import QueryPlan
+from service.queries.release import notes_for, release_rows
+from service.queries.sql import POSTGRES, SQLITE, Dialect, aggregate_sql
+from service.store.base import Store
+
+__all__ = ["Aggregates", "QueryEngine", "Release"]
+
+_DIALECTS = {d.name: d for d in (SQLITE, POSTGRES)}
+
+
+@dataclass(frozen=True)
+class Aggregates:
+    """True bounded aggregates per component: they never leave the process un-noised."""
+
+    values: Mapping[str, list[int]]
+
+    def __repr__(self) -> str:  # keep true values out of logs and tracebacks
+        return f"Aggregates({', '.join(f'{k}[{len(v)}]' for k, v in self.values.items())})"
+
+
+@dataclass(frozen=True)
+class Release:
+    """What an analyst sees: one row per public cell, and notes that qualify them."""
+
+    rows: list[dict[str, Any]]
+    notes: list[str]
+
+
+class QueryEngine:
+    """Runs planned queries against one store under one policy."""
+
+    def __init__(self, store: Store, policy: Policy) -> None:
+        self.store = store
+        self.policy = policy
+        self._declared: dict[str, tuple[str, ...]] = {
+            str(dim): tuple(values) for dim, values in policy.context.items()
+        }
+
+    @property
+    def dialect(self) -> Dialect:
+        """The SQL flavour of the store's backend."""
+        name = self.store.queries.dialect
+        if name not in _DIALECTS:
+            raise ValueError(f"no aggregation SQL for the {name!r} backend: this is a bug")
+        return _DIALECTS[name]
+
+    def aggregate(self, plan: QueryPlan) -> Aggregates:
+        """The bounded per-cell aggregates of `plan` (heavy work in SQL)."""
+        statement = aggregate_sql(plan, self._declared, self.dialect)
+        n_cells = len(plan.cells)
+        vectors = {p.name: [0] * p.length for p in plan.parts}
+        columns = statement.columns
+        histogram = plan.metric.kind == "median"
+        for row in self.store.queries.aggregate(statement.sql):
+            cell = int(row[0])
+            if not 0 <= cell < n_cells:
+                raise RuntimeError(f"the aggregation returned cell {cell} of {n_cells}: a bug")
+            if histogram:
+                bins = len(columns)
+                vectors["histogram"][cell * bins : (cell + 1) * bins] = [int(v) for v in row[1:]]
+            else:
+                for name, value in zip(columns, row[1:], strict=True):
+                    vectors[name][cell] = int(value)
+        return Aggregates(vectors)
+
+    def release(self, plan: QueryPlan, aggregates: Aggregates) -> Release:
+        """Noise the aggregates with OpenDP under the plan's cost; post-process the rows."""
+        noisy = release(plan.components, plan.cost, aggregates.values, plan.shares)
+        rows, notes = release_rows(plan, noisy)
+        return Release(rows, notes)
+
+    def preview(self, plan: QueryPlan) -> dict[str, Any]:
+        """The cost and each vector's expected 95 % half-width per cell; no data touched."""
+        widths = halfwidth_for(plan.components, plan.cost, plan.shares)
+        parts = {p.name: p for p in plan.parts}
+        return {
+            "cost": {"unit": plan.cost.unit, "value": plan.cost.value},
+            "ci95_halfwidth": {name: width / parts[name].divisor for name, width in widths.items()},
+            "cells": len(plan.cells),
+            "notes": [
+                *notes_for(plan),
+                _preview_note(plan),
+            ],
+        }
+
+
+def _preview_note(plan: QueryPlan) -> str:
+    kind = plan.metric.kind
+    if kind in ("count", "distinct"):
+        return "ci95_halfwidth is the expected 95 % half-width of each cell's value."
+    if kind == "rate":
+        return (
+            "ci95_halfwidth is in events (sessions for abandonment) for the numerator and the "
+            "denominator of each cell: a rate r over n events is within about "
+            "±(numerator + r x denominator half-width) / n."
+        )
+    if kind == "mean":
+        return (
+            f"ci95_halfwidth is for each cell's sum ({plan.metric.unit} x events) and count "
+            "(events): a mean m over n events is within about ±(sum + m x count half-width) / n."
+        )
+    return "ci95_halfwidth is for each histogram bin's count (events) of each cell."

@@ -1,0 +1,346 @@
+"""The bounded aggregation as one SQL statement per query, for SQLite and PostgreSQL.
+
+The statement has three levels, all in the database:
+
+1. *rows*: the events a metric reads (epoch range, days, event types, filters), each
+   with its public cell index (day x dimension keys, computed by CASE over the declared
+   values: a stored value that is not declared falls into "other"), its integer sampling
+   weight (capped by the policy) and its clamped integer value;
+2. *units*: one row per (epoch, user pseudonym, cell) — the privacy unit's contribution
+   to one cell — with rows beyond C scaled down (totals x C / n, rounded down) and, when
+   the query's cells leave a unit more than K of them, a ROW_NUMBER over a keyed hash of
+   (pseudonym, cell) that keeps K cells chosen without looking at any value;
+3. *cells*: the sums per cell, one small row per non-empty cell.
+
+Only standard SQL that both backends run: CASE, integer arithmetic (& and % on BIGINT),
+CAST, ROUND, COUNT/SUM/MAX and ROW_NUMBER. Every literal is an integer, a float or a
+policy-declared label (quoted); nothing from the request reaches the SQL except through
+the plan's validated keys. The backends differ in one place, `Dialect`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+
+from privacy.bounds import Weight
+from privacy.events import EVENT_TYPE_CODES, OTHER, EventType
+from privacy.metrics import Metric
+from privacy.query import QueryPlan
+
+__all__ = ["POSTGRES", "SQLITE", "Dialect", "Statement", "aggregate_sql", "cell_index_sql"]
+
+_SECONDS_PER_DAY = 86_400
+_MOD = 2_147_483_647  # 2^31 - 1: products of two residues stay below 2^62
+_MIX = 1_103_515_245
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between backends in the aggregation SQL."""
+
+    name: str
+    events: str  # the FROM clause that reads the events table
+
+
+# SQLite has been seen to pick a worse index for this shape of query: name the one that
+# serves "epoch range + event types" explicitly.
+SQLITE = Dialect("sqlite", "events INDEXED BY events_epoch_type")
+POSTGRES = Dialect("postgresql", "events")
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One aggregation statement: rows of (cell, *columns), one per non-empty cell."""
+
+    sql: str
+    columns: tuple[str, ...]
+
+
+def _lit(value: str | int | float) -> str:
+    """A SQL literal; labels are quoted (they match [A-Za-z0-9._-], quotes doubled anyway)."""
+    if isinstance(value, bool):
+        raise TypeError("booleans are not SQL literals here")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _unix_day(d: date) -> int:
+    return (d - date(1970, 1, 1)).days
+
+
+def _index_of(column: str, declared: tuple[str, ...], keys: tuple[str | int, ...]) -> str:
+    """CASE mapping a stored label to its key's index; -1 for a key filtered out.
+
+    `declared` are the policy's values; anything else (NULL, "other", a value declared
+    once but not any more) is "other".
+    """
+    position = {k: i for i, k in enumerate(keys)}
+    whens = " ".join(f"WHEN {_lit(v)} THEN {position.get(v, -1)}" for v in declared)
+    other = position.get(OTHER, -1)
+    return f"(CASE {column} {whens} ELSE {other} END)" if whens else f"({other})"
+
+
+def _dimension_sql(
+    dim: str, keys: tuple[str | int, ...], declared: Mapping[str, tuple[str, ...]]
+) -> str:
+    if dim == "position":
+        whens = " ".join(f"WHEN {k} THEN {i}" for i, k in enumerate(keys))
+        return f"(CASE position {whens} ELSE -1 END)"
+    if dim == "event_type":
+        whens = " ".join(
+            f"WHEN {EVENT_TYPE_CODES[EventType(str(k))]} THEN {i}" for i, k in enumerate(keys)
+        )
+        return f"(CASE event_type {whens} ELSE -1 END)"
+    return _index_of(dim, declared.get(dim, ()), keys)
+
+
+def cell_index_sql(
+    plan: QueryPlan, declared: Mapping[str, tuple[str, ...]]
+) -> tuple[str, list[str]]:
+    """The cell index of a row (day-major, then dimensions) and the WHERE terms it needs.
+
+    The index matches the order of `plan.cells`. Rows whose key is filtered out get -1 in
+    some dimension and are excluded by the returned conditions.
+    """
+    terms: list[str] = []
+    where: list[str] = []
+    stride = 1
+    filtered = dict(plan.filters)
+    for dim, keys in reversed(plan.dimensions):
+        expr = _dimension_sql(dim, keys, declared)
+        # An unfiltered context dimension maps every label somewhere ("other" at worst).
+        if dim in filtered or dim in ("position", "event_type"):
+            where.append(f"{expr} >= 0")
+        terms.append(f"{expr} * {stride}" if stride != 1 else expr)
+        stride *= len(keys)
+    if plan.days:
+        terms.append(f"(ts / {_SECONDS_PER_DAY} - {_unix_day(plan.days[0])}) * {stride}")
+    grouped = dict(plan.dimensions)
+    for dim, keys in plan.filters:
+        if dim not in grouped:
+            where.append(f"{_dimension_sql(dim, keys, declared)} >= 0")
+    return (" + ".join(reversed(terms)) or "0"), where
+
+
+def _weight_sql(weight: Weight) -> str:
+    """The integer weight of a row: round(unit / inclusion probability), capped by policy."""
+    if not weight.sampled:
+        return "CAST(1 AS BIGINT)"
+    raw = f"CAST(ROUND({float(weight.unit)!r} / inclusion_prob) AS BIGINT)"
+    return f"(CASE WHEN {raw} > {weight.max} THEN {weight.max} ELSE {raw} END)"
+
+
+def _value_sql(metric: Metric) -> str:
+    """The clamped integer value of a row (metric.value units)."""
+    scale = metric.value
+    if scale is None:
+        raise AssertionError(f"{metric.name} has no value: this is a bug")
+    raw = (
+        scale.column
+        if scale.factor == 1
+        else f"CAST(ROUND({scale.column} * {scale.factor}) AS BIGINT)"
+    )
+    return (
+        f"(CASE WHEN {raw} < {scale.low} THEN {scale.low} "
+        f"WHEN {raw} > {scale.high} THEN {scale.high} ELSE {raw} END)"
+    )
+
+
+def _bin_sql(metric: Metric, value: str) -> str:
+    scale = metric.value
+    if scale is None:
+        raise AssertionError(f"{metric.name} has no value: this is a bug")
+    inner = scale.edges[1:-1]
+    whens = " ".join(f"WHEN {value} < {edge} THEN {j}" for j, edge in enumerate(inner))
+    return f"(CASE {whens} ELSE {len(inner)} END)"
+
+
+def _code(t: EventType) -> int:
+    return EVENT_TYPE_CODES[t]
+
+
+@dataclass(frozen=True)
+class _Measure:
+    """What one component counts per row: a condition and an integer amount."""
+
+    name: str
+    condition: str  # SQL: the row counts for this component
+    amount: str  # SQL: its weighted integer contribution
+
+
+def _measures(plan: QueryPlan) -> tuple[list[_Measure], list[int], list[str]]:
+    """Per-component row expressions, the event type codes read, and extra WHERE terms."""
+    metric = plan.metric
+    parts = {p.name: p for p in plan.parts}
+    settings = plan.settings
+    kind = metric.kind
+    where: list[str] = []
+    if metric.positional:
+        where.append(f"position BETWEEN 1 AND {len(plan.propensity_units)}")
+    if kind == "count":
+        keys = dict(plan.filters).get("event_type") or dict(plan.dimensions).get("event_type")
+        types = [t for t in EventType if keys is None or t.value in keys]
+        codes = [_code(t) for t in types if t in metric.event_types]
+        return [_Measure("count", "1 = 1", _weight_sql(parts["count"].weight))], codes, where
+    if kind == "distinct":
+        return [_Measure("users", "1 = 1", "1")], [_code(t) for t in metric.event_types], where
+    if kind == "rate":
+        top, bottom = metric.event_types
+        condition = {
+            EventType.TASK_COMPLETION: "outcome = 'success'",
+            EventType.REFORMULATION: (
+                f"similarity >= {_lit(float(settings['reformulation_similarity_threshold']))}"
+            ),
+            EventType.COPY_PASTE: f"span_length >= {int(settings['long_copy_min_span'])}",
+        }.get(top, "1 = 1")
+        amount = _weight_sql(parts["numerator"].weight)
+        if metric.name == "click_through_rate_debiased":
+            whens = " ".join(
+                f"WHEN {i} THEN {u}" for i, u in enumerate(plan.propensity_units, start=1)
+            )
+            amount = f"{amount} * (CASE position {whens} END)"
+        return (
+            [
+                _Measure("numerator", f"event_type = {_code(top)} AND {condition}", amount),
+                _Measure(
+                    "denominator",
+                    f"event_type = {_code(bottom)}",
+                    _weight_sql(parts["denominator"].weight),
+                ),
+            ],
+            [_code(top), _code(bottom)],
+            where,
+        )
+    assert metric.value is not None
+    where.append(f"{metric.value.column} IS NOT NULL")
+    codes = [_code(t) for t in metric.event_types]
+    if kind == "mean":
+        weight = _weight_sql(parts["count"].weight)
+        return (
+            [
+                _Measure("sum", "1 = 1", f"{weight} * {_value_sql(metric)}"),
+                _Measure("count", "1 = 1", weight),
+            ],
+            codes,
+            where,
+        )
+    # median: one measure per bin of the public histogram, read from the binned rows
+    # (see aggregate_sql: the bin is computed once per row, in a GROUP BY below).
+    return (
+        [_Measure(f"b{j}", f"bin = {j}", "w") for j in range(metric.value.bins)],
+        codes,
+        where,
+    )
+
+
+def aggregate_sql(
+    plan: QueryPlan, declared: Mapping[str, tuple[str, ...]], dialect: Dialect
+) -> Statement:
+    """The bounded per-cell aggregates of `plan` as one statement.
+
+    Returns rows (cell, *columns): `columns` name, in order, the integer sums of each
+    component (for a median, b0..bB-1: the histogram bins of the cell). `declared` holds
+    the policy's labels per context dimension.
+    """
+    metric = plan.metric
+    measures, codes, extra_where = _measures(plan)
+    cell, cell_where = cell_index_sql(plan, declared)
+    start = _unix_day(plan.request.start) * _SECONDS_PER_DAY
+    end = (_unix_day(plan.request.end) + 1) * _SECONDS_PER_DAY
+    where = [
+        f"epoch BETWEEN {plan.epochs[0]} AND {plan.epochs[-1]}",
+        f"event_type IN ({', '.join(map(str, sorted(set(codes))))})",
+        f"ts >= {start} AND ts < {end}",
+        "user_ps IS NOT NULL",
+        *extra_where,
+        *cell_where,
+    ]
+    names = [m.name for m in measures]
+    source = f"FROM {dialect.events} WHERE {' AND '.join(where)}"
+    if metric.kind == "median":
+        return _histogram_sql(plan, cell, source, names)
+    # Level 1: rows, with the cell index and each measure's amount (NULL where it does
+    # not count).
+    amounts = ", ".join(
+        f"CASE WHEN {m.condition} THEN {m.amount} END AS a_{m.name}" for m in measures
+    )
+    sessions = metric.name == "abandonment_rate"
+    unit = "epoch, user_ps, session_ps" if sessions else "epoch, user_ps"
+    rows = f"SELECT {unit}, {cell} AS cell, {amounts} {source}"
+    if sessions:
+        # An epoch-session counts once per cell, with its largest row weight.
+        largest = ", ".join(f"MAX(a_{n}) AS a_{n}" for n in names)
+        rows = (
+            f"SELECT epoch, user_ps, cell, {largest} FROM ({rows}) AS r "
+            "WHERE session_ps IS NOT NULL GROUP BY epoch, user_ps, session_ps, cell"
+        )
+    # Level 2: one row per (unit, cell), rows beyond C scaled down to C.
+    c = plan.rows_per_group
+    if metric.kind == "distinct":
+        bounded = "1 AS v_users"
+        names = ["users"]
+    else:
+        # A mean's sum and count share the cell's row count: C bounds the rows of a cell.
+        shared = metric.kind == "mean"
+        bounded = ", ".join(
+            _scaled(
+                f"CAST(COALESCE(SUM(a_{x}), 0) AS BIGINT)",
+                "COUNT(*)" if shared else f"COUNT(a_{x})",
+                c,
+            )
+            + f" AS v_{x}"
+            for x in names
+        )
+    return _per_cell(plan, bounded, rows, names)
+
+
+def _histogram_sql(plan: QueryPlan, cell: str, source: str, names: list[str]) -> Statement:
+    """A median's histogram: rows binned once, then bounded per (unit, cell).
+
+    The bin of a row is computed once, as a GROUP BY key; the bins of a cell then share
+    the cell's row count, so C bounds the rows of a cell, not of a bin.
+    """
+    metric = plan.metric
+    weight = _weight_sql(plan.parts[0].weight)
+    binned = (
+        f"SELECT epoch, user_ps, {cell} AS cell, {_bin_sql(metric, _value_sql(metric))} AS bin, "
+        f"COUNT(*) AS n, CAST(SUM({weight}) AS BIGINT) AS w {source} "
+        "GROUP BY epoch, user_ps, cell, bin"
+    )
+    n = "CAST(SUM(n) AS BIGINT)"
+    bounded = ", ".join(
+        _scaled(
+            f"CAST(SUM(CASE WHEN bin = {j} THEN w ELSE 0 END) AS BIGINT)", n, plan.rows_per_group
+        )
+        + f" AS v_{x}"
+        for j, x in enumerate(names)
+    )
+    return _per_cell(plan, bounded, binned, names)
+
+
+def _per_cell(plan: QueryPlan, bounded: str, rows: str, names: list[str]) -> Statement:
+    """Levels 2 and 3: per (unit, cell) bounded totals, K cells kept, then sums per cell."""
+    rank = keep = ""
+    if plan.truncate_groups:
+        # A keyed order of the unit's cells, from the pseudonym and the cell index only.
+        x = f"(((user_ps & {_MOD}) + CAST(cell AS BIGINT) * {_MIX}) % {_MOD})"
+        rank = (
+            f", ROW_NUMBER() OVER (PARTITION BY epoch, user_ps ORDER BY ({x} * {x}) % {_MOD}, "
+            "cell) AS rk"
+        )
+        keep = f" WHERE rk <= {plan.groups_per_unit}"
+    units = f"SELECT cell, {bounded}{rank} FROM ({rows}) AS s GROUP BY epoch, user_ps, cell"
+    # Level 3: one row per non-empty cell.
+    sums = ", ".join(f"CAST(SUM(v_{x}) AS BIGINT)" for x in names)
+    sql = f"SELECT cell, {sums} FROM ({units}) AS u{keep} GROUP BY cell"
+    return Statement(sql, tuple(names))
+
+
+def _scaled(total: str, n: str, c: int) -> str:
+    """A unit's total in a cell, as if it had at most C rows: total x C / n when n > C."""
+    return f"(CASE WHEN {n} > {c} THEN {total} * {c} / {n} ELSE {total} END)"
