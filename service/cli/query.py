@@ -1,0 +1,162 @@
+"""`tacit query METRIC ...`: ask the API for a DP aggregate (or preview its cost)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from service.cli.common import CliError
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "query",
+        help="ask for a differentially private metric over a date range",
+        description=(
+            "Ask the Tacit API for a metric. Each query spends privacy budget on every day "
+            "of its range; --preview shows the cost and expected accuracy without spending."
+        ),
+    )
+    parser.add_argument("metric", help="metric name (GET /v1/metrics lists them)")
+    parser.add_argument("--start", required=True, help="first day, YYYY-MM-DD (UTC)")
+    parser.add_argument("--end", required=True, help="last day, inclusive, YYYY-MM-DD")
+    parser.add_argument(
+        "--group-by", default="", help="comma-separated: day and/or dimensions, e.g. day,surface"
+    )
+    parser.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="DIM=V1,V2",
+        help="keep only these declared values of a dimension (repeatable)",
+    )
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--epsilon", type=float, help="budget to spend (pure accounting)")
+    budget.add_argument("--rho", type=float, help="budget to spend (zcdp accounting)")
+    budget.add_argument(
+        "--target-ci95",
+        type=float,
+        metavar="W",
+        help="with --preview: the budget that reaches a 95 %% half-width of W",
+    )
+    parser.add_argument("--preview", action="store_true", help="cost and accuracy; charges nothing")
+    parser.add_argument("--json", action="store_true", help="print the raw JSON response")
+    parser.add_argument("--url", default=None, help="API base URL (default $TACIT_URL)")
+    parser.add_argument("--token", default=None, help="analyst token (default $TACIT_TOKEN)")
+    parser.set_defaults(func=_query)
+
+
+def request_body(args: argparse.Namespace) -> dict[str, Any]:
+    body: dict[str, Any] = {"metric": args.metric, "start": args.start, "end": args.end}
+    body["group_by"] = [g.strip() for g in args.group_by.split(",") if g.strip()]
+    filters: dict[str, list[str]] = {}
+    for item in args.filter:
+        dim, sep, values = item.partition("=")
+        if not sep or not dim.strip():
+            raise CliError(f"--filter {item!r}: write DIM=VALUE[,VALUE...], e.g. surface=chat,ide")
+        filters.setdefault(dim.strip(), []).extend(
+            v.strip() for v in values.split(",") if v.strip()
+        )
+    if filters:
+        body["filters"] = filters
+    for key in ("epsilon", "rho", "target_ci95"):
+        if getattr(args, key) is not None:
+            body[key] = getattr(args, key)
+    if "target_ci95" in body and not args.preview:
+        raise CliError("--target-ci95 plans a query: use it with --preview")
+    return body
+
+
+def _query(args: argparse.Namespace) -> int:
+    url = args.url or os.environ.get("TACIT_URL")
+    token = args.token or os.environ.get("TACIT_TOKEN")
+    if not url:
+        raise CliError("no API URL: pass --url or set TACIT_URL (e.g. http://127.0.0.1:8000)")
+    if not token:
+        raise CliError("no token: pass --token or set TACIT_TOKEN to an analyst token")
+    path = "/v1/queries/preview" if args.preview else "/v1/queries"
+    try:
+        with httpx.Client(base_url=url, timeout=120.0) as client:
+            response = client.post(
+                path, json=request_body(args), headers={"Authorization": f"Bearer {token}"}
+            )
+    except httpx.HTTPError as exc:
+        raise CliError(f"cannot reach {url}: {exc}") from exc
+    try:
+        body = response.json()
+    except ValueError:
+        raise CliError(f"{url} answered {response.status_code} without JSON") from None
+    if args.json:
+        print(json.dumps(body, indent=2))
+        return 0 if response.is_success else 1
+    if not response.is_success:
+        error = body.get("error", {}) if isinstance(body, dict) else {}
+        raise CliError(f"{error.get('code', response.status_code)}: {error.get('message', body)}")
+    print(render(body))
+    return 0
+
+
+def _number(v: Any) -> str:
+    return "-" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return lines
+
+
+def render(body: dict[str, Any]) -> str:
+    """A response as a human reads it: a table of cells, the cost, what is left."""
+    rows: list[dict[str, Any]] = body.get("rows") or []
+    value_keys = {"value", "ci95", "ci95_halfwidth"}
+    dims = [k for k in (rows[0] if rows else {}) if k not in value_keys]
+    preview = bool(body.get("preview"))
+    header = [*dims, "ci95 ±"] if preview else [*dims, "value", "ci95 low", "ci95 high"]
+    table: list[list[str]] = []
+    for row in rows:
+        cells = [str(row[d]) for d in dims]
+        if preview:
+            cells.append(_number(row.get("ci95_halfwidth")))
+        else:
+            low, high = row.get("ci95") or (None, None)
+            cells += [_number(row.get("value")), _number(low), _number(high)]
+        table.append(cells)
+    cost = body.get("cost", {})
+    out = [f"{body.get('metric')}  {body.get('start')} .. {body.get('end')}"]
+    out += _table(header, table) if table else ["(no cells)"]
+    epochs = len(cost.get("epochs", []))
+    spent = f"{cost.get('unit')} {_number(cost.get('value'))} on each of {epochs} epoch(s)"
+    if "epsilon_equivalent" in cost:
+        spent += f" (ε {_number(cost['epsilon_equivalent'])} at δ {cost.get('delta'):g})"
+    if preview:
+        out.append(
+            f"would cost: {spent}; charged nothing"
+            + (
+                ""
+                if body.get("affordable", True)
+                else f"; NOT affordable on {', '.join(body.get('short_epochs', []))}"
+            )
+        )
+    elif body.get("repeat"):
+        out.append(f"repeat of release {body.get('release_id')}: charged nothing")
+    else:
+        out.append(f"release {body.get('release_id')}: charged {spent}")
+    remaining = body.get("budget", {}).get("remaining", {})
+    globally = body.get("budget", {}).get("global_remaining", {})
+    if remaining:
+        out.append("remaining budget:")
+        out += _table(
+            ["epoch", "yours", "all analysts"],
+            [[day, _number(v), _number(globally.get(day))] for day, v in remaining.items()],
+        )
+    out += [f"note: {n}" for n in body.get("notes", [])]
+    if body.get("guarantee"):
+        out.append(str(body["guarantee"]))
+    return "\n".join(out)

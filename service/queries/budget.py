@@ -1,0 +1,89 @@
+"""Budget arithmetic for the API: caps in nanos, epochs as dates, the plain-words guarantee.
+
+The ledger counts exact integer nanos (1e-9 epsilon or rho), as ``privacy.budget.Cost``
+does; the policy writes budgets as decimal numbers, converted by ``Cost`` through their
+shortest decimal form, so ``0.1`` is exactly 100 000 000 nanos and ten queries of 0.1
+fill a cap of 1.0 exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+
+from privacy import guarantee
+from privacy.budget import NANOS_PER_UNIT, Cost
+from privacy.policy import Policy, format_duration
+
+_DAY = timedelta(days=1)
+
+
+def from_nanos(nanos: int) -> float:
+    """The amount as a JSON number: nanos / 1e9 is the nearest float to the decimal."""
+    return nanos / NANOS_PER_UNIT
+
+
+def analyst_cap_nanos(policy: Policy, analyst: str) -> int:
+    """The per-epoch cap of the analyst token ``analyst`` (overrides by token name)."""
+    return Cost.of(policy.privacy.accounting, policy.privacy.analyst_cap(analyst)).nanos
+
+
+def global_cap_nanos(policy: Policy) -> int:
+    """The per-epoch cap over all analysts together."""
+    return Cost.of(policy.privacy.accounting, policy.privacy.global_cap).nanos
+
+
+def epoch_label(policy: Policy, epoch: int) -> str:
+    """How an epoch is shown: its date when epochs are whole days, else its UTC start."""
+    start = policy.identifiers.epoch_start(epoch)
+    if policy.identifiers.salt_rotation % _DAY == timedelta(0):
+        return start.date().isoformat()
+    return start.strftime("%Y-%m-%dT%H:%MZ")
+
+
+def labelled(policy: Policy, amounts: Mapping[int, int]) -> dict[str, float]:
+    """{epoch label: amount} in epoch order."""
+    return {epoch_label(policy, e): from_nanos(amounts[e]) for e in sorted(amounts)}
+
+
+def epochs_between(policy: Policy, first: datetime, last: datetime) -> list[int]:
+    """Every epoch from the one holding ``first`` to the one holding ``last``."""
+    return list(range(policy.identifiers.epoch_of(first), policy.identifiers.epoch_of(last) + 1))
+
+
+def remaining(cap: int, spent: Mapping[int, int]) -> dict[int, int]:
+    """What is left of ``cap`` on each epoch (never below zero)."""
+    return {e: max(cap - s, 0) for e, s in spent.items()}
+
+
+def epsilon_equivalent(policy: Policy, amount: float) -> float:
+    """The epsilon an amount of the policy's unit amounts to (zCDP: at the policy's delta)."""
+    return guarantee.epsilon_equivalent(policy.privacy, amount)
+
+
+def _unit_text(policy: Policy, amount: float) -> str:
+    if policy.privacy.accounting == "pure":
+        return f"ε = {amount:g}"
+    eps = epsilon_equivalent(policy, amount)
+    rho = "\N{GREEK SMALL LETTER RHO}"
+    return f"{rho} = {amount:g} (zCDP; ε = {eps:.3g} at δ = {policy.privacy.delta:g})"
+
+
+def _epoch_words(policy: Policy) -> str:
+    rotation = policy.identifiers.salt_rotation
+    return "day" if rotation == _DAY else f"{format_duration(rotation)} period"
+
+
+def guarantee_sentence(policy: Policy, analyst: str, cost: float, days: Iterable[str]) -> str:
+    """One sentence, in plain words, of what a release of ``cost`` protects."""
+    n = len(list(days))
+    unit = _epoch_words(policy)
+    cap = from_nanos(analyst_cap_nanos(policy, analyst))
+    total = from_nanos(global_cap_nanos(policy))
+    return (
+        f"Each person's activity within any one {unit} is protected with "
+        f"{_unit_text(policy, cost)} by this answer (on each of its {n} {unit}"
+        f"{'s' if n != 1 else ''}), and all answers to all analysts together can never "
+        f"spend more than {_unit_text(policy, total)} per {unit} "
+        f"(yours: {_unit_text(policy, cap)} per {unit})."
+    )

@@ -1,0 +1,112 @@
+"""The analyst API: the metric catalogue, DP queries and their previews, the budget."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.deps import AnalystPrincipal, StateDep
+from service.errors import InvalidQuery
+from service.queries.service import QueryService
+from service.routes.events import read_body
+
+router = APIRouter(tags=["queries"])
+
+MAX_QUERY_BYTES = 64 * 1024
+
+
+class QueryBody(BaseModel):
+    """The body of POST /v1/queries and /v1/queries/preview (documentation only: the
+    query planner validates it and says what is allowed)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: str
+    start: str = Field(description="first day, YYYY-MM-DD (UTC)")
+    end: str = Field(description="last day, inclusive, YYYY-MM-DD (UTC)")
+    group_by: list[str] = Field(default_factory=list, description='"day" and/or dimensions')
+    filters: dict[str, list[str]] = Field(default_factory=dict)
+    epsilon: float | None = Field(default=None, description="budget under pure accounting")
+    rho: float | None = Field(default=None, description="budget under zcdp accounting")
+    target_ci95: float | None = Field(
+        default=None, description="preview only: the 95 % half-width wanted, instead of a budget"
+    )
+
+
+_BODY_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": QueryBody.model_json_schema()}},
+    }
+}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "invalid_query: what is wrong and what is allowed"},
+    401: {"description": "Missing or unknown token"},
+    403: {
+        "description": "forbidden (metric not granted, or not an analyst token) or "
+        "budget_exhausted (naming the epochs and what is left); nothing is charged"
+    },
+    413: {"description": "Body too large"},
+}
+
+
+def _service(state: StateDep) -> QueryService:
+    service: QueryService = state.extras["queries"]
+    return service
+
+
+async def _query_body(request: Request) -> dict[str, Any]:
+    raw = await read_body(request, MAX_QUERY_BYTES)
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    if not isinstance(body, dict):
+        raise InvalidQuery(
+            'the body must be a JSON object: {"metric", "start", "end", "group_by", '
+            '"filters", "epsilon" or "rho"}'
+        )
+    return body
+
+
+@router.get("/v1/metrics", summary="The metric catalogue, with allowed group-bys")
+def list_metrics(principal: AnalystPrincipal, state: StateDep) -> dict[str, Any]:
+    return _service(state).catalogue(principal.name)
+
+
+@router.post(
+    "/v1/queries",
+    summary="Run a DP query; its budget is charged before the answer leaves",
+    openapi_extra=_BODY_DOC,
+    responses=_ERRORS,
+)
+async def post_query(
+    request: Request, principal: AnalystPrincipal, state: StateDep
+) -> dict[str, Any]:
+    body = await _query_body(request)
+    # The planner and the aggregation block: keep them off the event loop.
+    result: dict[str, Any] = await run_in_threadpool(_service(state).run, principal.name, body)
+    return result
+
+
+@router.post(
+    "/v1/queries/preview",
+    summary="Cost and expected 95 % half-widths of a query; charges nothing",
+    openapi_extra=_BODY_DOC,
+    responses=_ERRORS,
+)
+async def preview_query(
+    request: Request, principal: AnalystPrincipal, state: StateDep
+) -> dict[str, Any]:
+    body = await _query_body(request)
+    result: dict[str, Any] = await run_in_threadpool(_service(state).preview, principal.name, body)
+    return result
+
+
+@router.get("/v1/budget", summary="Your remaining budget per epoch, and the global remaining")
+def get_budget(principal: AnalystPrincipal, state: StateDep) -> dict[str, Any]:
+    return _service(state).budget(principal.name)
