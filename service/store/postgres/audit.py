@@ -1,0 +1,66 @@
+"""The append-only, hash-chained audit log in PostgreSQL.
+
+Appends from every node are serialised by a transaction-scoped advisory lock, so each
+one reads the true chain head and the chain never forks; the primary key on ``seq`` is
+the backstop (a fork would be a duplicate key, and the transaction would fail).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from service.audit import GENESIS, canonical, chain_hash
+from service.store.base import AuditEntry
+from service.store.postgres.db import LOCK_AUDIT, LOCK_SPACE, Conn, Database, from_ms, to_ms
+
+
+class PostgresAudit:
+    def __init__(self, db: Database, policy_sha256: str = "") -> None:
+        self._db = db
+        self.policy_sha256 = policy_sha256
+
+    def append(self, kind: str, actor: str, detail: dict[str, Any], at: datetime) -> AuditEntry:
+        with self._db.write() as conn:
+            return self.append_in(conn, kind, actor, detail, at)
+
+    def append_in(
+        self, conn: Conn, kind: str, actor: str, detail: dict[str, Any], at: datetime
+    ) -> AuditEntry:
+        """Append inside the caller's write transaction; the lock is held until it commits."""
+        conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_SPACE, LOCK_AUDIT))
+        last = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev = (1, GENESIS) if last is None else (int(last[0]) + 1, str(last[1]))
+        at_ms = to_ms(at)
+        digest = chain_hash(prev, canonical(seq, at_ms, kind, actor, self.policy_sha256, detail))
+        conn.execute(
+            "INSERT INTO audit_log (seq, at, kind, actor, policy_sha256, detail, prev_hash, hash) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                seq,
+                at_ms,
+                kind,
+                actor,
+                self.policy_sha256,
+                json.dumps(detail, sort_keys=True),
+                prev,
+                digest,
+            ),
+        )
+        return AuditEntry(
+            seq, from_ms(at_ms), kind, actor, self.policy_sha256, detail, prev, digest
+        )
+
+    def page(self, after: int, limit: int) -> list[AuditEntry]:
+        with self._db.read() as conn:
+            rows = conn.execute(
+                "SELECT seq, at, kind, actor, policy_sha256, detail, prev_hash, hash "
+                "FROM audit_log WHERE seq > %s ORDER BY seq LIMIT %s",
+                (after, limit),
+            ).fetchall()
+        return [_entry(r) for r in rows]
+
+
+def _entry(r: tuple[Any, ...]) -> AuditEntry:
+    return AuditEntry(int(r[0]), from_ms(r[1]), r[2], r[3], r[4], json.loads(r[5]), r[6], r[7])

@@ -1,0 +1,172 @@
+"""PostgreSQL for tests: a fresh database per test on the server TACIT_TEST_POSTGRES_URL names.
+
+    TACIT_TEST_POSTGRES_URL=postgresql://postgres@127.0.0.1:5432/postgres
+    TACIT_REQUIRE_POSTGRES=1   # CI: a missing server is a failure, not a skip
+
+``bash .ci/run`` starts a throwaway server and sets both. Each test gets its own database,
+copied from a template that was migrated once per test process (fast: no migration per
+test), and dropped after the test with every connection still open to it.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any, NoReturn
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+ENV_URL = "TACIT_TEST_POSTGRES_URL"
+ENV_REQUIRE = "TACIT_REQUIRE_POSTGRES"
+HOW = f"set {ENV_URL}=postgresql://USER@HOST:PORT/postgres, or run `bash .ci/run`"
+
+
+def skip_or_fail(reason: str) -> NoReturn:
+    """Skip with ``reason``; fail instead when TACIT_REQUIRE_POSTGRES=1 (CI)."""
+    if os.environ.get(ENV_REQUIRE) == "1":
+        pytest.fail(f"{reason} ({ENV_REQUIRE}=1 makes this a failure)", pytrace=False)
+    pytest.skip(reason)
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+class PgServer:
+    """The test server: makes and drops per-test databases from one migrated template."""
+
+    def __init__(self, url: str) -> None:
+        if not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError(f"{ENV_URL} must be a postgresql:// URL")
+        self.url = url
+        self._template: str | None = None
+
+    def _admin(self) -> Any:
+        import psycopg
+
+        return psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+
+    def _template_name(self) -> str:
+        if self._template is None:
+            from service.store.postgres import PostgresStore
+
+            name = f"tacit_tmpl_{uuid.uuid4().hex[:12]}"
+            with self._admin() as conn:
+                conn.execute(f'CREATE DATABASE "{name}"')
+            store = PostgresStore(with_database(self.url, name))
+            try:
+                store.migrate()
+            finally:
+                store.close()
+            self._template = name
+        return self._template
+
+    def create_database(self) -> str:
+        """A new database with the current schema; its URL."""
+        template = self._template_name()
+        name = f"tacit_test_{uuid.uuid4().hex[:16]}"
+        with self._admin() as conn:
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        return with_database(self.url, name)
+
+    def drop_database(self, url: str) -> None:
+        name = urlsplit(url).path.lstrip("/")
+        with self._admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def close(self) -> None:
+        if self._template is not None:
+            with self._admin() as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{self._template}" WITH (FORCE)')
+            self._template = None
+
+
+def connect_server() -> PgServer:
+    """The configured server, or skip (fail in CI) saying how to configure one."""
+    url = os.environ.get(ENV_URL)
+    if not url:
+        skip_or_fail(f"no PostgreSQL server for the PostgreSQL tests: {HOW}")
+    try:
+        import psycopg  # noqa: F401
+        import psycopg_pool  # noqa: F401
+    except ImportError:
+        skip_or_fail("psycopg is not installed: pip install -e '.[postgres]'")
+    return PgServer(url)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """The PostgreSQL test server (skips, or fails in CI, when there is none)."""
+    server = connect_server()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def postgres_url(pg_server: PgServer) -> Iterator[str]:
+    """A fresh, migrated database of its own for this test; dropped afterwards."""
+    url = pg_server.create_database()
+    try:
+        yield url
+    finally:
+        pg_server.drop_database(url)
+
+
+def store_rows(store: Any, query: str, *params: object) -> list[tuple[Any, ...]]:
+    """Run one statement straight on a store's database, on either backend, on a connection
+    of its own (as another process would); its rows, if it returns any. Writes commit.
+
+    Write the query with ``?`` placeholders (SQLite style); on PostgreSQL they become ``%s``.
+    """
+    if hasattr(store, "path"):  # SQLite
+        import sqlite3
+
+        conn = sqlite3.connect(store.path)
+        try:
+            rows = conn.execute(query, params).fetchall()
+            conn.commit()
+            return rows
+        finally:
+            conn.close()
+    import psycopg
+
+    with psycopg.connect(store.url, autocommit=True) as pg_conn:
+        cursor = pg_conn.execute(query.replace("?", "%s"), params)  # type: ignore[arg-type]
+        return cursor.fetchall() if cursor.description is not None else []
+
+
+def store_dump(store: Any) -> bytes:
+    """Everything the database holds, as bytes to search for what must never be stored.
+
+    SQLite: the database file and its WAL. PostgreSQL: every row of every table, as text.
+    """
+    if hasattr(store, "path"):
+        from pathlib import Path
+
+        path = Path(store.path)
+        return b"".join(p.read_bytes() for p in (path, Path(f"{path}-wal")) if p.exists())
+    import psycopg
+
+    with psycopg.connect(store.url, autocommit=True) as conn:
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT c.oid::regclass::text FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relkind = 'r' AND n.nspname = current_schema()"
+            )
+        ]
+        chunks = [
+            str(
+                conn.execute(
+                    f"SELECT coalesce(string_agg(t::text, E'\\n'), '') FROM {t} t"
+                ).fetchone()[0]
+            )  # type: ignore[index]
+            for t in tables
+        ]
+    return "\n".join(chunks).encode()

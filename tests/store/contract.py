@@ -1,0 +1,58 @@
+"""Rows and batches for the store contract tests (plain values, as ingestion makes them)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from service.store.base import EVENT_COLUMNS, QUARANTINE_COLUMNS, WriteBatch
+
+DAY = 86_400
+T0_TS = int(datetime(2026, 11, 20, 12, 0, tzinfo=UTC).timestamp())
+T0_DAY = T0_TS // DAY  # also the epoch of T0 (one epoch per UTC day)
+POLICY_SHA = "c0ffee" * 10 + "c0ff"
+
+
+def event_row(ts: int, *, event_type: int = 1, user_ps: int = 11, **fields: Any) -> tuple[Any, ...]:
+    """A stored event row (EVENT_COLUMNS order); the epoch is the UTC day of ``ts``."""
+    values: dict[str, Any] = dict.fromkeys(EVENT_COLUMNS)
+    values.update(
+        epoch=ts // DAY,
+        ts=ts,
+        event_type=event_type,
+        source_id=1,
+        user_ps=user_ps,
+        session_ps=user_ps + 1,
+        surface="chat",
+        position=1,
+        candidates=3,
+        inclusion_prob=1.0,
+    )
+    values.update(fields)
+    return tuple(values[c] for c in EVENT_COLUMNS)
+
+
+def quarantine_row(
+    received_ms: int, *, user_ps: int | None = 11, source_id: int = 1
+) -> tuple[Any, ...]:
+    values: dict[str, Any] = {
+        "received_at": received_ms,
+        "source_id": source_id,
+        "epoch": received_ms // (DAY * 1000),
+        "user_ps": user_ps,
+        "reason": "invalid",
+        "errors": "[]",
+        "event": "{}",
+    }
+    return tuple(values[c] for c in QUARANTINE_COLUMNS)
+
+
+def batch(
+    eids: list[int], *, source_id: int = 1, ts: int = T0_TS, event_type: int = 1, user_ps: int = 11
+) -> WriteBatch:
+    """One request's rows: event ``eid`` has idempotency key (client ts ms, eid)."""
+    b = WriteBatch(source_id)
+    for eid in eids:
+        b.keys.append((ts * 1000, eid))
+        b.rows.append(event_row(ts, event_type=event_type, user_ps=user_ps, source_id=source_id))
+    return b
