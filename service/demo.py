@@ -1,0 +1,155 @@
+"""Demo data for `tacit serve --dev --demo`: two weeks of simulated traffic, seeded once.
+
+The seeding runs in a background thread of the serving process, so the server answers at
+once; it waits for /healthz, then posts the simulation through the Python client with the
+dev ingest token, like any app would. A marker file in the data dir records the
+simulation's seed and end time: a seeding interrupted by a stop resumes on the next start
+with the same events (same ids, so what was stored is not stored twice), and a finished one
+never runs again. A data dir that already holds events, demo or not, is never seeded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from privacy.policy import LoadedPolicy
+from service.settings import Settings
+from service.store import open_store
+
+log = logging.getLogger("tacit.demo")
+
+MARKER = "demo.json"
+DAYS, USERS, SEED = 14, 3000, 7
+
+
+def start(
+    settings: Settings,
+    loaded: LoadedPolicy,
+    url: str,
+    *,
+    days: int = DAYS,
+    users: int = USERS,
+    seed: int = SEED,
+) -> threading.Thread | None:
+    """Start seeding in the background unless this data dir was seeded or holds data; the
+    thread, or None when there is nothing to do."""
+    from service.cli.simulate import dev_token
+
+    marker = settings.data_dir / MARKER
+    plan = _read(marker)
+    if plan is not None and plan.get("status") == "done":
+        return None
+    token = dev_token(settings.data_dir)
+    if token is None:
+        print("demo: no dev ingest token in the data dir; not seeding demo data", flush=True)
+        return None
+    if plan is None:
+        if _has_events(settings):
+            print("demo: the data dir already holds events; not seeding demo data", flush=True)
+            return None
+        now = datetime.now(UTC).isoformat()
+        plan = {"status": "seeding", "now": now, "days": days, "users": users, "seed": seed}
+        _write(marker, plan)
+    thread = threading.Thread(
+        target=_seed, args=(loaded, url, token, marker, plan), name="tacit-demo", daemon=True
+    )
+    thread.start()
+    return thread
+
+
+def _seed(loaded: LoadedPolicy, url: str, token: str, marker: Path, plan: dict[str, Any]) -> None:
+    from service.simulate import Simulation, World, run
+
+    if not _wait_healthy(url):
+        print("demo: the server did not come up; demo data not seeded", flush=True)
+        return
+    now = datetime.fromisoformat(plan["now"])
+    simulation = Simulation(
+        World.from_policy(loaded.policy),
+        days=int(plan["days"]),
+        users=int(plan["users"]),
+        seed=int(plan["seed"]),
+        now=now,
+    )
+    print(
+        f"demo: seeding {simulation.days} days of simulated traffic ({simulation.users:,} users) "
+        "in the background; the API is already up",
+        flush=True,
+    )
+    started = time.monotonic()
+    try:
+        stats = run(simulation, url, token)
+    except Exception as exc:  # a demo must never take the server down
+        print(f"demo: seeding stopped ({type(exc).__name__}); it resumes on the next start")
+        return
+    undelivered = stats.failed + stats.dropped_overflow + stats.abandoned
+    if undelivered:
+        print(f"demo: {undelivered:,} events were not delivered; seeding resumes next start")
+        return
+    _write(marker, {**plan, "status": "done", "events": stats.acknowledged})
+    first = simulation.first_day
+    print(
+        f"demo: {stats.accepted:,} events stored in {time.monotonic() - started:.0f} s. Try:\n"
+        f"  {try_query(url, first, now.date())}",
+        flush=True,
+    )
+
+
+def local_url(host: str, port: int) -> str:
+    """The server's URL from this machine: loopback when it listens on every address."""
+    if host in ("", "0.0.0.0", "::"):  # noqa: S104 (compared, not bound)
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def try_query(url: str, first: date, last: date) -> str:
+    """The `tacit query` a newcomer can paste once the demo data is in."""
+    start = max(first, last - timedelta(days=6))
+    return (
+        f"source var/dev-tokens.env && .venv/bin/tacit query task_completion_rate "
+        f"--start {start} --end {last} --group-by cohort --epsilon 0.5 "
+        f"--url {url} --token $TACIT_ANALYST_TOKEN"
+    )
+
+
+def _wait_healthy(url: str, timeout: float = 120.0) -> bool:
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=url, timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            try:
+                if client.get("/healthz").status_code == 200:
+                    return True
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+    return False
+
+
+def _has_events(settings: Settings) -> bool:
+    store = open_store(settings.resolved_database_url)
+    try:
+        return store.events.first_event_at() is not None
+    finally:
+        store.close()
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _write(path: Path, value: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(value, indent=2) + "\n")
+    tmp.replace(path)
