@@ -13,6 +13,7 @@ the field or model they decorate; `problems_from` turns those and pydantic's own
 from __future__ import annotations
 
 import re
+import reprlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -364,8 +365,13 @@ def _explain(
     return f"{message[:1].lower()}{message[1:]}, got {_short(value)}", ()
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 2, 4, 4, 40, 40
+
+
 def _short(value: Any) -> str:
-    text = repr(value)
+    # reprlib, not repr: a YAML alias bomb is a small graph whose full repr never ends.
+    text = _REPR.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
