@@ -14,7 +14,7 @@ $(BIN)/tacit: pyproject.toml
 	touch $@
 
 run: $(BIN)/tacit
-	$(BIN)/tacit serve --dev --host $(HOST) --port $(PORT)
+	$(BIN)/tacit serve --dev --demo --host $(HOST) --port $(PORT)
 
 test: $(BIN)/tacit lint typecheck unit
 

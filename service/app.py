@@ -18,14 +18,29 @@ from service.deps import AppState, utc_now
 from service.errors import ApiError
 from service.ingest.pipeline import Ingestor
 from service.ingest.writer import GroupWriter
-from service.routes import events, health
+from service.limits import LimitConfig, Limiter, LimitMiddleware
+from service.logging import RequestLogMiddleware, current_request_id
+from service.openapi import install as document_behaviour
+from service.queries.engine import QueryEngine
+from service.queries.service import QueryService
+from service.queries.timing import ReleaseQuantum
+from service.retention import RetentionSchedule, Sweeper
+from service.routes import audit, events, health, policy, queries, subjects, ui
 from service.settings import Settings
 from service.store import open_store
 from service.telemetry import LatencyMiddleware, Telemetry
 
 log = logging.getLogger("tacit")
 
-ROUTERS = [events.router, health.router]
+ROUTERS = [
+    events.router,
+    health.router,
+    audit.router,
+    subjects.router,
+    policy.router,
+    queries.router,
+    ui.router,
+]
 
 
 def build_state(settings: Settings, clock: Callable[[], datetime] = utc_now) -> AppState:
@@ -47,7 +62,17 @@ def build_state(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
         {"source": str(loaded.source), "name": loaded.policy.name, "sha256": loaded.sha256},
         clock(),
     )
-    return AppState(settings, loaded, store, keyring, ingestor, Telemetry(), clock)
+    state = AppState(settings, loaded, store, keyring, ingestor, Telemetry(), clock)
+    engine = QueryEngine(store, loaded.policy)
+    state.extras["queries"] = QueryService(
+        store,
+        loaded,
+        engine,
+        clock,
+        state.telemetry,
+        ReleaseQuantum(settings.release_quantum_s),
+    )
+    return state
 
 
 def create_app(
@@ -59,9 +84,16 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.writer = GroupWriter(state.store.events)
+        sweeper = Sweeper(state.store, state.policy.policy, keyring=state.keyring)
+        schedule = RetentionSchedule(
+            sweeper, state.store, state.clock, settings.retention_interval_s
+        )
+        state.extras["retention"] = schedule
+        schedule.start()
         try:
             yield
         finally:
+            schedule.stop()
             state.writer.close()
             state.store.close()
 
@@ -75,7 +107,11 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
     _install_error_handlers(app)
+    document_behaviour(app, settings.max_batch_events)  # 400s, 429/503s, the events body
     app.add_middleware(LatencyMiddleware, telemetry=state.telemetry)
+    limiter = state.extras["limiter"] = Limiter(LimitConfig.from_settings(settings))
+    app.add_middleware(LimitMiddleware, limiter=limiter, registry=state.telemetry.registry)
+    app.add_middleware(RequestLogMiddleware, access_log=settings.access_log)  # outermost
     return app
 
 
@@ -121,6 +157,12 @@ def _install_error_handlers(app: FastAPI) -> None:
             "internal error on %s %s: %s", request.method, request.url.path, type(exc).__name__
         )
         return JSONResponse(
-            {"error": {"code": "internal", "message": "internal error; this is probably a bug"}},
+            {
+                "error": {
+                    "code": "internal",
+                    "message": "internal error; this is probably a bug",
+                    "request_id": current_request_id(),
+                }
+            },
             status_code=500,
         )

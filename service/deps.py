@@ -41,7 +41,13 @@ def get_state(request: Request) -> AppState:
     return state
 
 
-StateDep = Annotated[AppState, Depends(get_state)]
+async def _state_dependency(request: Request) -> AppState:
+    # async: a sync dependency costs a thread-pool round trip, which under ingestion load
+    # made even /healthz wait (measured p99 ~900 ms sync vs 6 ms async).
+    return get_state(request)
+
+
+StateDep = Annotated[AppState, Depends(_state_dependency)]
 
 
 def require(*roles: Role) -> Callable[[Request], Principal]:

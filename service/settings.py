@@ -39,6 +39,21 @@ class Settings(BaseSettings):
     max_future_hours: float = 23.0
     retention_interval_s: float = Field(default=3600.0, gt=0)
     log_level: str = "info"
+    access_log: bool = False  # one structured line per request (service/logging.py)
+    # Backpressure (service/limits.py): rates per token and per worker; 0 turns one off.
+    rate_limit_requests_per_s: float = Field(default=1000.0, ge=0)
+    rate_limit_events_per_s: float = Field(default=50_000.0, ge=0)
+    rate_limit_burst_s: float = Field(default=2.0, gt=0)
+    # Requests held at once (running or waiting for a slot); beyond it, 503 at once.
+    max_in_flight: int = Field(default=512, ge=1)
+    # Requests running at once per route class, so ingestion never takes analysts' slots
+    # (low: the work is CPU-bound on one event loop); others wait up to max_wait_s.
+    max_running_ingest: int = Field(default=8, ge=1)
+    max_running_query: int = Field(default=8, ge=1)
+    max_running_other: int = Field(default=16, ge=1)
+    max_wait_s: float = Field(default=0.5, ge=0)
+    # The noisy phase of a release ends on a multiple of this (service/queries/timing.py).
+    release_quantum_s: float = Field(default=0.01, ge=0, le=10)
 
     @property
     def resolved_database_url(self) -> str:

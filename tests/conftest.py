@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import pg
 import pytest
 from fastapi.testclient import TestClient
+from pg import pg_server, postgres_url  # noqa: F401  (fixtures: a fresh PostgreSQL database)
 
 from privacy.keyring import MasterKey
 from service.app import create_app
@@ -54,9 +58,45 @@ def make_settings(
     )
 
 
+def api_backends() -> list[str]:
+    """SQLite always; PostgreSQL too when a test server is configured (or required)."""
+    if os.environ.get(pg.ENV_URL) or os.environ.get(pg.ENV_REQUIRE) == "1":
+        return ["sqlite", "postgres"]
+    return ["sqlite"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "sqlite_only: reads SQLite internals; runs on the SQLite backend only"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked sqlite_only do not run on the PostgreSQL backend (deselected)."""
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_pg = callspec is not None and callspec.params.get("database_url") == "postgres"
+        (drop if on_pg and item.get_closest_marker("sqlite_only") else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+@pytest.fixture(params=api_backends())
+def database_url(request: pytest.FixtureRequest) -> str | None:
+    """The backend of the `settings`/`api` fixtures: None is SQLite in the data dir."""
+    if request.param == "sqlite":
+        return None
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
 @pytest.fixture
-def settings(tmp_path: Path, master_key_b64: str) -> Settings:
-    return make_settings(tmp_path, master_key_b64)
+def settings(tmp_path: Path, master_key_b64: str, database_url: str | None) -> Settings:
+    if database_url is None:
+        return make_settings(tmp_path, master_key_b64)
+    return make_settings(tmp_path, master_key_b64, database_url=database_url)
 
 
 @dataclass
@@ -71,6 +111,10 @@ class Api:
     @property
     def state(self):  # type: ignore[no-untyped-def]
         return self.client.app.state.tacit  # type: ignore[attr-defined]
+
+    def rows(self, query: str, *params: object) -> list[tuple[Any, ...]]:
+        """Rows straight from the database, on either backend (``?`` placeholders)."""
+        return pg.store_rows(self.state.store, query, *params)
 
 
 @pytest.fixture

@@ -6,10 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from service.cli import serve, tokens
+from service.cli import audit, erase, keys, policy, query, retention, serve, simulate, tokens
 
 # Each module exposes register(subparsers); its parsers set `func(args) -> int`.
-COMMANDS = [serve, tokens]
+COMMANDS = [serve, tokens, retention, keys, audit, erase, policy, simulate, query]
 
 
 def build_parser() -> argparse.ArgumentParser:

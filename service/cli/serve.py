@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from service.cli.common import CliError, add_common, policy_from, settings_from, store_from
+from service.logging import uvicorn_config
 from service.settings import ConfigError, Settings
-from service.store.base import Role
+from service.store.base import Role, StoreError
 
 DEV_TOKENS_FILE = "dev-tokens.env"
 
@@ -25,7 +26,17 @@ def register(sub: Any) -> None:
     parser.add_argument("--host", default=None, help="bind address (default 127.0.0.1, or $HOST)")
     parser.add_argument("--port", type=int, default=None, help="port (default 8000, or $PORT)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    parser.add_argument("--access-log", action="store_true", help="log every request line")
+    parser.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log one JSON line per request (route template, status, ms, request id)",
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="with --dev: on the first start, seed two weeks of simulated traffic "
+        "in the background",
+    )
     add_common(parser)
     parser.set_defaults(func=_serve)
 
@@ -60,6 +71,16 @@ def bootstrap_dev_tokens(settings: Settings) -> Path | None:
     return path
 
 
+def check_store(settings: Settings) -> None:
+    """Open (and migrate) the store once, before any worker starts: a wrong database URL
+    or an unreachable database fails here with one clear message, not in every worker."""
+    try:
+        store = store_from(settings)
+    except StoreError as exc:
+        raise CliError(str(exc)) from exc
+    store.close()
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -75,8 +96,15 @@ def _serve(args: argparse.Namespace) -> int:
         settings.load_master_key()
     except ConfigError as exc:
         raise CliError(str(exc)) from exc
+    check_store(settings)
     if settings.dev:
         bootstrap_dev_tokens(settings)
+    if args.demo:  # after the tokens: the demo posts with the dev ingest token
+        if not settings.dev:
+            raise CliError("--demo seeds a development data dir: use it with --dev")
+        from service import demo
+
+        demo.start(settings, policy_from(settings), demo.local_url(host, port))
     # Workers are separate processes: they read their settings from the environment.
     env = {
         "TACIT_DEV": "1" if settings.dev else "0",
@@ -85,6 +113,8 @@ def _serve(args: argparse.Namespace) -> int:
     }
     if settings.database_url:
         env["TACIT_DATABASE_URL"] = settings.database_url
+    if args.access_log:
+        env["TACIT_ACCESS_LOG"] = "1"
     os.environ.update(env)
     print(
         f"Tacit listening on http://{host}:{port} (policy {settings.policy.name}, "
@@ -97,7 +127,8 @@ def _serve(args: argparse.Namespace) -> int:
         host=host,
         port=port,
         workers=args.workers,
-        access_log=args.access_log,
+        access_log=False,  # uvicorn's writes raw paths; service/logging.py logs requests
+        log_config=uvicorn_config(settings.log_level),
         log_level=settings.log_level,
         timeout_graceful_shutdown=10,
     )

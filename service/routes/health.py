@@ -12,12 +12,12 @@ router = APIRouter(tags=["operations"])
 
 
 @router.get("/healthz", summary="Liveness and the active policy's digest")
-def healthz(state: StateDep) -> dict[str, str]:
+async def healthz(state: StateDep) -> dict[str, str]:
     return {"status": "ok", "policy_sha256": state.policy.sha256}
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
-def metrics(state: StateDep) -> PlainTextResponse:
+async def metrics(state: StateDep) -> PlainTextResponse:
     return PlainTextResponse(
         generate_latest(state.telemetry.registry), media_type=CONTENT_TYPE_LATEST
     )

@@ -7,9 +7,9 @@ test suite runs against both.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -174,6 +174,209 @@ class AuditRepository(Protocol):
     def page(self, after: int, limit: int) -> list[AuditEntry]: ...
 
 
+@dataclass(frozen=True)
+class EpochShortfall:
+    """An epoch on which a charge would overflow a cap, and what is left there (nanos)."""
+
+    epoch: int
+    analyst_left_nanos: int
+    global_left_nanos: int
+
+
+class OverBudget(StoreError):
+    """A charge was refused; nothing was charged. ``shortfalls`` lists every short epoch."""
+
+    def __init__(self, shortfalls: Sequence[EpochShortfall]) -> None:
+        self.shortfalls = list(shortfalls)
+        super().__init__(f"over budget on epochs {[s.epoch for s in self.shortfalls]}")
+
+
+@dataclass(frozen=True)
+class Charge:
+    """One release's budget charge: ``cost_nanos`` on every epoch in ``epochs``.
+
+    Amounts are exact integer nanos (1e-9 of a unit), so ten charges of 0.1 are exactly 1.
+    """
+
+    release_id: str
+    analyst: str
+    at: datetime
+    request_json: str  # the normalized request (canonical JSON): no values' raw inputs
+    request_hash: str  # sha256 hex of request_json, for the repeat lookup
+    metric: str
+    unit: str  # "epsilon" or "rho"
+    cost_nanos: int
+    epochs: tuple[int, ...]
+    analyst_cap_nanos: int
+    global_cap_nanos: int
+    policy_sha256: str
+    audit_detail: dict[str, Any]  # appended as the "release" audit entry, same transaction
+
+    def shortfalls(
+        self, analyst_spent: dict[int, int], global_spent: dict[int, int]
+    ) -> list[EpochShortfall]:
+        """The epochs where this charge would pass the analyst cap or the global cap."""
+        found = []
+        for epoch in self.epochs:
+            mine = self.analyst_cap_nanos - analyst_spent.get(epoch, 0)
+            everyone = self.global_cap_nanos - global_spent.get(epoch, 0)
+            if self.cost_nanos > mine or self.cost_nanos > everyone:
+                found.append(EpochShortfall(epoch, max(mine, 0), max(everyone, 0)))
+        return found
+
+
+@dataclass(frozen=True)
+class ReleaseRecord:
+    """A recorded release; ``rows``/``notes`` are None until its values were stored."""
+
+    release_id: str
+    analyst: str
+    at: datetime
+    request_json: str
+    metric: str
+    unit: str
+    cost_nanos: int
+    epochs: tuple[int, ...]
+    policy_sha256: str
+    rows: list[dict[str, Any]] | None
+    notes: list[str] | None
+
+
+class LedgerRepository(Protocol):
+    """The persistent privacy budget: spend per analyst per epoch, and the releases."""
+
+    def spent(self, analyst: str, epochs: Sequence[int]) -> dict[int, int]:
+        """Nanos ``analyst`` has spent on each of ``epochs`` (0 where nothing)."""
+        ...
+
+    def global_spent(self, epochs: Sequence[int]) -> dict[int, int]:
+        """Nanos all analysts together have spent on each of ``epochs``."""
+        ...
+
+    def charge(self, charge: Charge, repeat_since: datetime | None = None) -> ReleaseRecord | None:
+        """Check every epoch against both caps and charge, in ONE durable transaction.
+
+        First, if ``repeat_since`` is given and the same analyst made a release of the
+        same request (hash) at or after it whose values are stored, return that release
+        and charge nothing. Otherwise raise ``OverBudget`` (nothing charged) if any epoch
+        would pass a cap, else add the cost to every epoch, record the release (values
+        pending) and append the audit entry; return None once committed.
+        """
+        ...
+
+    def find_repeat(self, analyst: str, request_hash: str, since: datetime) -> ReleaseRecord | None:
+        """The latest release of this request by this analyst at or after ``since`` whose
+        values are stored."""
+        ...
+
+    def store_values(
+        self, release_id: str, rows: Sequence[dict[str, Any]], notes: Sequence[str]
+    ) -> None:
+        """Keep a release's (already noisy) values, for the repeat window."""
+        ...
+
+    def release(self, release_id: str) -> ReleaseRecord | None: ...
+
+    def forget_before(self, epoch: int) -> list[int]:
+        """Delete the budgets of every epoch < ``epoch`` and the releases that touched only
+        such epochs; return the epochs whose budgets were deleted."""
+        ...
+
+
+class RetentionRepository(Protocol):
+    """The retention sweeper's SQL. Deletes run in short write transactions of at most
+    ``batch`` rows each, so ingestion never waits long; the caller paces the batches."""
+
+    def count_events(self, event_type: int, before_ts: int, max_epoch: int) -> int:
+        """Events of type code ``event_type`` with ``ts`` < ``before_ts`` (Unix seconds).
+
+        Only epochs <= ``max_epoch`` can hold such events (the caller guarantees it), so
+        the search may stop there.
+        """
+        ...
+
+    def delete_events(
+        self, event_type: int, before_ts: int, max_epoch: int, batch: int
+    ) -> Iterator[int]:
+        """Delete the events ``count_events`` counts; yield each committed batch's count.
+
+        No transaction is open while the generator is suspended.
+        """
+        ...
+
+    def delete_epochs(
+        self, before_epoch: int, before_ts: int, batch: int
+    ) -> Iterator[dict[int, int]]:
+        """Delete every event of every epoch < ``before_epoch``, of all types (the caller
+        guarantees all are past retention; all have ``ts`` < ``before_ts``); yield each
+        committed batch's count per event type code.
+
+        The bulk of a large backlog: a backend can delete such rows in storage order
+        rather than type by type. No transaction is open while the generator is suspended.
+        """
+        ...
+
+    def count_quarantine(self, before_ms: int) -> int:
+        """Quarantined rejects received before ``before_ms`` (Unix ms)."""
+        ...
+
+    def delete_quarantine(self, before_ms: int, batch: int) -> Iterator[int]: ...
+
+    def count_event_keys(self, before_ms: int) -> int:
+        """Idempotency keys whose client timestamp is before ``before_ms`` (Unix ms)."""
+        ...
+
+    def delete_event_keys(self, before_ms: int, batch: int) -> Iterator[int]: ...
+
+    def live_salts_before(self, epoch: int) -> list[int]:
+        """Epochs < ``epoch`` whose salt still exists (what a sweep would destroy)."""
+        ...
+
+    def destroy_salts(self, before_epoch: int, at: datetime, actor: str) -> list[int]:
+        """Destroy every live salt of an epoch < ``before_epoch``, appending one
+        ``salt_destroyed`` audit entry per epoch in the same transaction; return those
+        epochs. Racing callers never destroy (or audit) the same epoch twice."""
+        ...
+
+    def claim_run(self, at: datetime, min_gap: timedelta) -> bool:
+        """Claim a scheduled sweep at ``at``: False when any process claimed one less than
+        ``min_gap`` before, else record this claim and return True (atomically)."""
+        ...
+
+    def purge_deleted(self) -> bool:
+        """Make deleted rows unrecoverable from the database files (SQLite: checkpoint
+        and truncate the WAL). True when that fully succeeded."""
+        ...
+
+
+class ErasureRepository(Protocol):
+    def erase(
+        self, subjects: Sequence[tuple[int, int]], at: datetime, actor: str
+    ) -> tuple[int, int]:
+        """Delete the events and quarantined rejects whose ``(epoch, user_ps)`` is one of
+        ``subjects`` and append a ``subject_erased`` audit entry with the counts (never a
+        pseudonym), atomically; return (events, quarantined) deleted."""
+        ...
+
+
+class QueryRepository(Protocol):
+    """Read-only aggregation for the DP query engine (service/queries/engine.py).
+
+    The engine writes the bounded aggregation SQL (service/queries/sql.py) in the flavour
+    ``dialect`` names; the repository runs it in one read snapshot. Rows hold integers
+    only: one small row per non-empty cell, never per event or per person.
+    """
+
+    @property
+    def dialect(self) -> str:
+        """The SQL flavour this backend runs: "sqlite" or "postgresql"."""
+        ...
+
+    def aggregate(self, sql: str) -> list[tuple[int, ...]]:
+        """Run one aggregation statement built by the engine; return its rows."""
+        ...
+
+
 class Store(Protocol):
     # Read-only properties, so each backend may narrow them to its own classes.
     @property
@@ -190,6 +393,18 @@ class Store(Protocol):
 
     @property
     def audit(self) -> AuditRepository: ...
+
+    @property
+    def ledger(self) -> LedgerRepository: ...
+
+    @property
+    def retention(self) -> RetentionRepository: ...
+
+    @property
+    def erasure(self) -> ErasureRepository: ...
+
+    @property
+    def queries(self) -> QueryRepository: ...
 
     def migrate(self) -> None: ...
 

@@ -165,9 +165,9 @@ def test_pure_guarantee_per_day_and_over_retention(default_text: str) -> None:
 
 
 def test_zcdp_budgets_show_rho_and_their_epsilon_at_delta(strict_text: str) -> None:
-    eps = epsilon_at_delta(0.25, 1e-8)
-    assert f"Each analyst may spend at most {RHO} = 0.25 (ε = {eps:.3g} at δ = 1e-8)" in strict_text
-    assert f"'contractor' {RHO} = 0.1" in strict_text
+    eps = epsilon_at_delta(0.2, 1e-8)
+    assert f"Each analyst may spend at most {RHO} = 0.2 (ε = {eps:.3g} at δ = 1e-8)" in strict_text
+    assert f"'contractor' {RHO} = 0.05" in strict_text
 
 
 def test_zcdp_epsilon_is_opendps_conversion_and_never_above_the_simple_bound() -> None:

@@ -6,7 +6,11 @@ from pathlib import Path
 
 from service.store.sqlite.audit import SQLiteAudit
 from service.store.sqlite.db import Database
+from service.store.sqlite.erasure import SQLiteErasure
 from service.store.sqlite.events import SQLiteEvents
+from service.store.sqlite.ledger import SQLiteLedger
+from service.store.sqlite.queries import SQLiteQueries
+from service.store.sqlite.retention import SQLiteRetention
 from service.store.sqlite.salts import SQLiteSalts
 from service.store.sqlite.tokens import SQLiteTokens
 
@@ -20,6 +24,10 @@ class SQLiteStore:
         self.salts = SQLiteSalts(self.db)
         self.tokens = SQLiteTokens(self.db, self.audit)
         self.events = SQLiteEvents(self.db)
+        self.ledger = SQLiteLedger(self.db, self.audit)
+        self.retention = SQLiteRetention(self.db, self.audit)
+        self.erasure = SQLiteErasure(self.db, self.audit)
+        self.queries = SQLiteQueries(self.db)
 
     def migrate(self) -> None:
         self.db.migrate()

@@ -80,4 +80,33 @@ MIGRATIONS: list[list[str]] = [
             hash TEXT NOT NULL
         )""",
     ],
+    # The privacy budget ledger. Amounts are exact integer nanos (1e-9 epsilon or rho),
+    # so sums never drift. A release row is written in the same transaction as its
+    # charge; its (already noisy) values arrive after, for the repeat window.
+    [
+        """CREATE TABLE budget_spend (
+            analyst TEXT NOT NULL,
+            epoch INTEGER NOT NULL,
+            nanos INTEGER NOT NULL CHECK (nanos >= 0),
+            PRIMARY KEY (analyst, epoch)
+        ) WITHOUT ROWID""",
+        """CREATE INDEX budget_spend_epoch ON budget_spend (epoch)""",
+        """CREATE TABLE releases (
+            release_id TEXT PRIMARY KEY,
+            analyst TEXT NOT NULL,
+            at INTEGER NOT NULL,
+            request_hash TEXT NOT NULL,
+            request_json TEXT NOT NULL,
+            metric TEXT NOT NULL,
+            unit TEXT NOT NULL,
+            cost_nanos INTEGER NOT NULL,
+            epochs_json TEXT NOT NULL,
+            last_epoch INTEGER NOT NULL,
+            policy_sha256 TEXT NOT NULL,
+            rows_json TEXT,
+            notes_json TEXT
+        )""",
+        """CREATE INDEX releases_repeat ON releases (analyst, request_hash, at)""",
+        """CREATE INDEX releases_last_epoch ON releases (last_epoch)""",
+    ],
 ]
