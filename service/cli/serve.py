@@ -5,15 +5,24 @@ from __future__ import annotations
 import argparse
 import os
 import stat
+import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from service.cli.common import CliError, add_common, policy_from, settings_from, store_from
 from service.logging import uvicorn_config
 from service.settings import ConfigError, Settings
 from service.store.base import Role, StoreError
 
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
 DEV_TOKENS_FILE = "dev-tokens.env"
+# How long a thread may hold the GIL while another waits for it. The group-commit writer
+# re-takes the GIL after every SQLite call, inside its write transaction; with Python's
+# default 5 ms, a busy event loop made each of those waits that long and cut the
+# writer's throughput about fourfold (bench/ingest.py, docs/benchmarks.md).
+SWITCH_INTERVAL_S = 0.001
 
 
 def register(sub: Any) -> None:
@@ -71,6 +80,14 @@ def bootstrap_dev_tokens(settings: Settings) -> Path | None:
     return path
 
 
+def worker_app() -> FastAPI:
+    """The app of one server process (uvicorn's factory), its interpreter tuned to serve."""
+    from service.app import app_from_env
+
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    return app_from_env()
+
+
 def check_store(settings: Settings) -> None:
     """Open (and migrate) the store once, before any worker starts: a wrong database URL
     or an unreachable database fails here with one clear message, not in every worker."""
@@ -122,7 +139,7 @@ def _serve(args: argparse.Namespace) -> int:
         flush=True,
     )
     uvicorn.run(
-        "service.app:app_from_env",
+        "service.cli.serve:worker_app",
         factory=True,
         host=host,
         port=port,

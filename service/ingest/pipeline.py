@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from privacy.events import EVENT_ID
 from privacy.keyring import Keyring
 from privacy.policy import Policy
 from service.ingest import quarantine
 from service.ingest.parse import FieldError, Parsed
-from service.ingest.steps import STEPS, Draft, Drop, Reason, StepContext, row
+from service.ingest.steps import STEPS, Draft, Drop, PolicyFacts, Reason, StepContext, row
 from service.store.base import Store, WriteBatch
 
 
@@ -85,11 +85,17 @@ class Ingestor:
         self._clock = clock
         self._max_future = max_future
         self._labels = {v for values in policy.context.values() for v in values}
+        self._facts = PolicyFacts(policy)
 
     def prepare(self, parsed: Parsed, source_id: int) -> Prepared:
         now = self._clock()
         ctx = StepContext(
-            self._policy, self._keyring, now, self._max_future, self._calibrating(now)
+            self._policy,
+            self._keyring,
+            now,
+            self._max_future,
+            self._calibrating(now),
+            self._facts,
         )
         prepared = Prepared(WriteBatch(source_id), [])
         for index, event in parsed.events:
@@ -112,7 +118,7 @@ class Ingestor:
                 )
         for index, raw, errors in parsed.invalid:
             event_id = raw.get("event_id") if isinstance(raw, dict) else None
-            valid_id = event_id if isinstance(event_id, str) and 0 < len(event_id) <= 64 else None
+            valid_id = event_id if isinstance(event_id, str) and EVENT_ID.match(event_id) else None
             self._quarantine(prepared, now, Drop(Reason.INVALID, tuple(errors)), raw)
             prepared.dropped.append(
                 Result(index, valid_id, "rejected", Reason.INVALID.value, tuple(errors))
@@ -149,7 +155,7 @@ class Ingestor:
         epoch = self._keyring.epoch_of(now)
         keys = self._keyring.keys(epoch, now)
         document, user = quarantine.sanitize(raw, keys, self._labels)
-        errors = json.dumps([e.as_dict() for e in drop.errors])
+        errors = quarantine.encode_errors(drop.errors)
         prepared.batch.quarantine.append(
             (
                 int(now.timestamp() * 1000),

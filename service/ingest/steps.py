@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from privacy.events import EVENT_TYPE_CODES, OTHER, Event
+from privacy.events import EVENT_TYPE_CODES, OTHER, PAYLOAD_COLUMNS, Event
 from privacy.keyring import EpochExpired, Keyring
 from privacy.policy import IdentifierAction, Policy
 from privacy.pseudonym import EpochKeys
@@ -50,15 +50,74 @@ class Draft:
     ts: int = 0
 
 
+class PolicyFacts:
+    """What the steps read from a policy, worked out once rather than on every request."""
+
+    def __init__(self, policy: Policy) -> None:
+        ids = policy.identifiers
+        self._identifiers = ids
+        self.precision_s = int(policy.timestamp_precision.total_seconds())
+        self.pseudonymized = (  # session, query, response (user_id is always pseudonymized)
+            ids.action("session_id") is IdentifierAction.PSEUDONYMIZE,
+            ids.action("query_id") is IdentifierAction.PSEUDONYMIZE,
+            ids.action("response_id") is IdentifierAction.PSEUDONYMIZE,
+        )
+        self.event_types: frozenset[str] = frozenset(policy.event_types)
+        self._current: tuple[int, datetime, datetime] | None = None
+
+    def epoch_around(self, now: datetime) -> tuple[int, datetime, datetime]:
+        """The salt epoch of ``now`` with its first instant and the next epoch's."""
+        current = self._current
+        if current is None or not current[1] <= now < current[2]:
+            ids = self._identifiers
+            epoch = ids.epoch_of(now)
+            current = self._current = (epoch, ids.epoch_start(epoch), ids.epoch_start(epoch + 1))
+        return current
+
+
 @dataclass
 class StepContext:
-    """What the steps may consult: the policy, the keyring and the request's clock."""
+    """What the steps may consult: the policy, the keyring and the request's clock.
+
+    One context serves a whole batch, so it also remembers the answers every event of
+    the batch would otherwise recompute (epoch bounds, keys). ``facts`` may be shared by
+    every request under the same policy.
+    """
 
     policy: Policy
     keyring: Keyring
     now: datetime
     max_future: timedelta
     calibrating: bool
+    facts: PolicyFacts | None = None
+    latest: datetime = field(init=False)  # stored times after this are in the future
+    _epoch: tuple[int, datetime, datetime] = field(init=False, repr=False)
+    _alive: dict[int, bool] = field(default_factory=dict, init=False, repr=False)
+    _keys: dict[int, EpochKeys] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.facts is None:
+            self.facts = PolicyFacts(self.policy)
+        self.latest = self.now + self.max_future
+        self._epoch = self.facts.epoch_around(self.now)
+
+    def epoch_of(self, t: datetime) -> int:
+        """The keyring's epoch of ``t``; most events fall in the current one, known here."""
+        epoch, start, end = self._epoch
+        return epoch if start <= t < end else self.keyring.epoch_of(t)
+
+    def is_alive(self, epoch: int) -> bool:
+        alive = self._alive.get(epoch)
+        if alive is None:
+            alive = self._alive[epoch] = self.keyring.is_alive(epoch, self.now)
+        return alive
+
+    def keys(self, epoch: int) -> EpochKeys:
+        """The keyring's keys of ``epoch`` (raises EpochExpired like the keyring)."""
+        keys = self._keys.get(epoch)
+        if keys is None:
+            keys = self._keys[epoch] = self.keyring.keys(epoch, self.now)
+        return keys
 
 
 Step = Callable[[Draft, StepContext], Drop | None]
@@ -69,7 +128,7 @@ def clock(draft: Draft, ctx: StepContext) -> Drop | None:
     stored = event.timestamp
     if event.sent_at is not None:
         stored = stored + (ctx.now - event.sent_at)  # the client's clock error, removed
-    if stored > ctx.now + ctx.max_future:
+    if stored > ctx.latest:
         hours = ctx.max_future.total_seconds() / 3600
         return Drop(
             Reason.IN_FUTURE,
@@ -80,18 +139,17 @@ def clock(draft: Draft, ctx: StepContext) -> Drop | None:
             ),
         )
     draft.stored_at = stored
-    draft.epoch = ctx.keyring.epoch_of(stored)
-    client_epoch = ctx.keyring.epoch_of(event.timestamp)
-    if not (
-        ctx.keyring.is_alive(draft.epoch, ctx.now) and ctx.keyring.is_alive(client_epoch, ctx.now)
-    ):
+    draft.epoch = ctx.epoch_of(stored)
+    client_epoch = ctx.epoch_of(event.timestamp)
+    if not (ctx.is_alive(draft.epoch) and ctx.is_alive(client_epoch)):
         return _too_old(ctx)
     return None
 
 
 def policy(draft: Draft, ctx: StepContext) -> Drop | None:
     event = draft.event
-    if event.event_type not in ctx.policy.event_types:
+    assert ctx.facts is not None
+    if event.event_type not in ctx.facts.event_types:
         allowed = ", ".join(t.value for t in ctx.policy.event_types)
         return Drop(
             Reason.EVENT_TYPE_NOT_ALLOWED,
@@ -117,28 +175,22 @@ def _label(value: str | None, allowed: list[str] | None) -> str | None:
 def pseudonymize(draft: Draft, ctx: StepContext) -> Drop | None:
     event = draft.event
     try:
-        keys = ctx.keyring.keys(draft.epoch, ctx.now)
-        client_keys = (
-            keys
-            if ctx.keyring.epoch_of(event.timestamp) == draft.epoch
-            else ctx.keyring.keys(ctx.keyring.epoch_of(event.timestamp), ctx.now)
-        )
+        keys = ctx.keys(draft.epoch)
+        client_epoch = ctx.epoch_of(event.timestamp)
+        client_keys = keys if client_epoch == draft.epoch else ctx.keys(client_epoch)
     except EpochExpired:
         return _too_old(ctx)
-    ids = ctx.policy.identifiers
+    assert ctx.facts is not None
+    keep_session, keep_query, keep_response = ctx.facts.pseudonymized
     user = keys.pseudonym("user_id", event.user_id)
     session = keys.pseudonym("session_id", event.session_id)
     draft.keys = keys
     draft.sampling_unit = session
     draft.pseudonyms = (
         user,
-        session if ids.action("session_id") is IdentifierAction.PSEUDONYMIZE else None,
-        keys.pseudonym("query_id", event.query_id)
-        if ids.action("query_id") is IdentifierAction.PSEUDONYMIZE
-        else None,
-        keys.pseudonym("response_id", event.response_id)
-        if ids.action("response_id") is IdentifierAction.PSEUDONYMIZE
-        else None,
+        session if keep_session else None,
+        keys.pseudonym("query_id", event.query_id) if keep_query else None,
+        keys.pseudonym("response_id", event.response_id) if keep_response else None,
     )
     ts_ms = int(event.timestamp.timestamp() * 1000)
     draft.idempotency_key = (ts_ms, client_keys.pseudonym("event_id", event.event_id))
@@ -165,9 +217,9 @@ def sample(draft: Draft, ctx: StepContext) -> Drop | None:
 
 
 def coarsen(draft: Draft, ctx: StepContext) -> Drop | None:
-    precision = int(ctx.policy.timestamp_precision.total_seconds())
     seconds = int(draft.stored_at.timestamp())
-    draft.ts = seconds - seconds % precision
+    assert ctx.facts is not None
+    draft.ts = seconds - seconds % ctx.facts.precision_s
     return None
 
 
@@ -197,29 +249,16 @@ STEPS: tuple[tuple[str, Step], ...] = (
 def row(draft: Draft, source_id: int) -> tuple[object, ...]:
     """The stored row of a draft that went through every step (column order: EVENT_COLUMNS)."""
     event = draft.event
-    p = event.payload
-    u, s, q, r = draft.pseudonyms
+    # A payload has a few of the payload columns; read its fields directly, because
+    # getattr on a missing pydantic attribute raises (and costs) an exception.
+    fields = event.payload.__dict__
     return (
         draft.epoch,
         draft.ts,
         EVENT_TYPE_CODES[event.event_type],
         source_id,
-        u,
-        s,
-        q,
-        r,
+        *draft.pseudonyms,
         *draft.context,
-        getattr(p, "position", None),
-        getattr(p, "candidates", None),
-        getattr(p, "similarity", None),
-        getattr(p, "span_start", None),
-        getattr(p, "span_end", None),
-        getattr(p, "span_length", None),
-        getattr(p, "destination", None),
-        getattr(p, "edit_ratio", None),
-        getattr(p, "dwell_ms", None),
-        getattr(p, "scroll_depth", None),
-        getattr(p, "after_ms", None),
-        getattr(p, "outcome", None),
+        *[fields.get(column) for column in PAYLOAD_COLUMNS],
         draft.inclusion_prob,
     )

@@ -1,14 +1,17 @@
 """One SQLite database file: connections, transactions and migrations.
 
 Writes go through a single connection per process behind a lock, each in
-``BEGIN IMMEDIATE`` so that concurrent processes queue on SQLite's lock instead of
-failing on a lock upgrade; reads use one connection per thread. WAL mode lets readers
-run beside the writer; ``synchronous=FULL`` (the default) makes a commit durable across
-power loss, ``NORMAL`` across process crashes only.
+``BEGIN IMMEDIATE`` so that concurrent processes queue (on a file lock beside the
+database, then on SQLite's lock) instead of failing on a lock upgrade; reads use one
+connection per thread. WAL mode lets readers run beside the writer; ``synchronous=FULL``
+(the default) makes a commit durable across power loss, ``NORMAL`` across process
+crashes only.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -36,6 +39,11 @@ class Database:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = self._connect()
         self._write_lock = threading.Lock()
+        # Worker processes queue for the write lock here, where the kernel wakes the next
+        # one as soon as it is free; SQLite's own busy handler would poll with sleeps of
+        # up to 100 ms, letting one worker starve another. SQLite's locking still guards
+        # correctness, also against processes that do not take this lock.
+        self._process_lock = os.open(f"{path}.writelock", os.O_RDWR | os.O_CREAT, 0o600)
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -56,14 +64,18 @@ class Database:
     def write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction; commits on exit, rolls back on error."""
         with self._write_lock:
-            conn = self._writer
-            conn.execute("BEGIN IMMEDIATE")
+            fcntl.flock(self._process_lock, fcntl.LOCK_EX)
             try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+                conn = self._writer
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            finally:
+                fcntl.flock(self._process_lock, fcntl.LOCK_UN)
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
@@ -101,3 +113,4 @@ class Database:
             self._readers.clear()
         with self._write_lock:
             self._writer.close()
+            os.close(self._process_lock)
