@@ -1,11 +1,15 @@
 """Query benchmark: Tacit's DP query against a plain GROUP BY and OpenDP's Polars context.
 
     .venv/bin/python bench/query.py [--sizes 1000000,10000000] [--repeat 3] [--no-peer]
+                                    [--database-url postgresql://...]
 
 1. Builds synthetic events (7 days, 10 events per user-day on average, realistic labels:
    a user keeps a cohort and one or two surfaces; a session keeps a task type and a model)
    THROUGH THE STORE (`store.events.write`, the ingestion hot path's repository), not
-   over HTTP. Files are cached as bench/out/query-N.db and reused.
+   over HTTP. Files are cached as bench/out/query-N.db and reused. With
+   ``--database-url postgresql://...`` each size goes to a database of its own on that
+   server, ``tacit_query_N`` (created when missing, reused when filled), and every
+   contender reads from PostgreSQL instead.
 2. Times, in the same run and each in its own process (so peak memory is its own):
    - ``plain``: the plain SQL GROUP BY of the same metric (the floor: no bounding, no
      noise, no intervals);
@@ -215,10 +219,65 @@ def _epochs() -> tuple[int, int]:
     return _unix_day(FIRST), _unix_day(TODAY)
 
 
-def measure_plain(db: Path) -> dict[str, Any]:
-    """The floor: the same rate per cell, with no bounding, no noise, no intervals."""
+def _is_url(db: str) -> bool:
+    return db.startswith(("postgresql://", "postgres://"))
+
+
+def _connect(db: str) -> Any:
+    """A DB-API connection to the benchmark's events: a SQLite file or a PostgreSQL URL."""
+    if _is_url(db):
+        import psycopg
+
+        return psycopg.connect(db, autocommit=True)
     import sqlite3
 
+    return sqlite3.connect(db)
+
+
+def _size_url(url: str, size: int) -> str:
+    """The URL of the size's own database on the server ``url`` names (created if missing)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    name = f"tacit_query_{size}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+def build_postgres(url: str, n_events: int) -> float:
+    """Write the synthetic events through the PostgreSQL store; seconds taken (0 if filled)."""
+    from service.store import open_store
+
+    store = open_store(url)
+    try:
+        if store.events.count() > 0:
+            return 0.0
+        started = time.perf_counter()
+        batch = WriteBatch(1)
+        for key, row in enumerate(synthetic_rows(n_events), start=1):
+            batch.keys.append((row[_COLUMN["ts"]] * 1000, key))
+            batch.rows.append(row)
+            if len(batch.rows) == 5000:
+                store.events.write([batch])
+                batch = WriteBatch(1)
+        if batch.rows:
+            store.events.write([batch])
+    finally:
+        store.close()
+    # What autovacuum would have done by the time anyone queries a week of events:
+    # statistics for the planner and a visibility map for index-only scans.
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+    return time.perf_counter() - started
+
+
+def measure_plain(db: str) -> dict[str, Any]:
+    """The floor: the same rate per cell, with no bounding, no noise, no intervals."""
     first, last = _epochs()
     success, shown = _CODE[EventType.TASK_COMPLETION], _CODE[EventType.RESPONSE_SHOWN]
     sql = (
@@ -229,7 +288,7 @@ def measure_plain(db: Path) -> dict[str, Any]:
         f"FROM events WHERE epoch BETWEEN {first} AND {last} "
         f"AND event_type IN ({shown}, {success}) GROUP BY 1, 2, 3"
     )
-    conn = sqlite3.connect(db)
+    conn = _connect(db)
 
     def run() -> int:
         return len(conn.execute(sql).fetchall())
@@ -237,13 +296,18 @@ def measure_plain(db: Path) -> dict[str, Any]:
     return _timed(run)
 
 
-def measure_tacit(db: Path) -> dict[str, Any]:
+def measure_tacit(db: str) -> dict[str, Any]:
     from privacy.mechanisms import plan_scales
     from privacy.query import QueryRequest, plan_query
     from service.queries.engine import QueryEngine
 
     policy = load_policy(DEFAULT_POLICY).policy
-    store = SQLiteStore(db, "normal")
+    if _is_url(db):
+        from service.store import open_store
+
+        store: Any = open_store(db)
+    else:
+        store = SQLiteStore(Path(db), "normal")
     engine = QueryEngine(store, policy)
     body = {
         "metric": METRIC,
@@ -273,10 +337,8 @@ def measure_tacit(db: Path) -> dict[str, Any]:
     return result
 
 
-def measure_opendp(db: Path) -> dict[str, Any]:
+def measure_opendp(db: str) -> dict[str, Any]:
     """OpenDP's Polars context on the same rows (identifier = pseudonym within an epoch)."""
-    import sqlite3
-
     import opendp.prelude as dp
     import polars as pl
 
@@ -292,7 +354,7 @@ def measure_opendp(db: Path) -> dict[str, Any]:
 
     def run() -> int:
         started = time.perf_counter()
-        conn = sqlite3.connect(db)
+        conn = _connect(db)
         frame = pl.read_database(
             "SELECT user_ps, ts / 86400 AS day, surface, task_type, event_type, outcome "
             f"FROM events WHERE epoch BETWEEN {first} AND {last} "
@@ -376,7 +438,7 @@ MEASURES = {"plain": measure_plain, "tacit": measure_tacit, "opendp": measure_op
 # --- orchestration ------------------------------------------------------------------------
 
 
-def _child(kind: str, db: Path) -> dict[str, Any]:
+def _child(kind: str, db: str) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, __file__, "--measure", kind, "--db", str(db)],
         check=True,
@@ -394,18 +456,34 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per contender (median)")
     parser.add_argument("--no-peer", action="store_true", help="skip OpenDP's Polars context")
     parser.add_argument("--measure", choices=sorted(MEASURES), help=argparse.SUPPRESS)
-    parser.add_argument("--db", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="PostgreSQL server to use (one database per size); default: SQLite files",
+    )
+    parser.add_argument("--db", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
         print(json.dumps(MEASURES[args.measure](args.db)))
         return
     OUT.mkdir(exist_ok=True)
     kinds = ["plain", "tacit"] + ([] if args.no_peer else ["opendp"])
-    report: dict[str, Any] = {"metric": METRIC, "group_by": GROUP_BY, "cells": 210, "runs": {}}
+    report: dict[str, Any] = {
+        "metric": METRIC,
+        "group_by": GROUP_BY,
+        "cells": 210,
+        "backend": "postgresql" if args.database_url else "sqlite",
+        "runs": {},
+    }
     for size in (int(float(s)) for s in args.sizes.split(",")):
-        db = OUT / f"query-{size}.db"
-        built = build(db, size)
-        print(f"\n{size:,} events in {db.name}" + (f" (built in {built:.0f} s)" if built else ""))
+        if args.database_url:
+            db = _size_url(args.database_url, size)
+            built = build_postgres(db, size)
+            where = f"PostgreSQL database tacit_query_{size}"
+        else:
+            path = OUT / f"query-{size}.db"
+            built, db, where = build(path, size), str(path), path.name
+        print(f"\n{size:,} events in {where}" + (f" (built in {built:.0f} s)" if built else ""))
         runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
         for _ in range(args.repeat):
             for kind in kinds:  # interleaved, so load from other processes hits all alike

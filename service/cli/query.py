@@ -102,6 +102,8 @@ def _query(args: argparse.Namespace) -> int:
 
 
 def _number(v: Any) -> str:
+    if isinstance(v, dict):  # one half-width per vector of a rate or mean
+        return ", ".join(f"{name} ±{_number(w)}" for name, w in v.items())
     return "-" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v)
 
 
@@ -118,7 +120,10 @@ def render(body: dict[str, Any]) -> str:
     value_keys = {"value", "ci95", "ci95_halfwidth"}
     dims = [k for k in (rows[0] if rows else {}) if k not in value_keys]
     preview = bool(body.get("preview"))
-    header = [*dims, "ci95 ±"] if preview else [*dims, "value", "ci95 low", "ci95 high"]
+    if preview:
+        header = [*dims, "expected 95 % half-width"]
+    else:
+        header = [*dims, "value", "ci95 low", "ci95 high"]
     table: list[list[str]] = []
     for row in rows:
         cells = [str(row[d]) for d in dims]
