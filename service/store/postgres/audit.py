@@ -14,6 +14,7 @@ from typing import Any
 from service.audit import GENESIS, canonical, chain_hash
 from service.store.base import AuditEntry
 from service.store.postgres.db import LOCK_AUDIT, LOCK_SPACE, Conn, Database, from_ms, to_ms
+from service.store.rows import audit_entry
 
 
 class PostgresAudit:
@@ -59,8 +60,4 @@ class PostgresAudit:
                 "FROM audit_log WHERE seq > %s ORDER BY seq LIMIT %s",
                 (after, limit),
             ).fetchall()
-        return [_entry(r) for r in rows]
-
-
-def _entry(r: tuple[Any, ...]) -> AuditEntry:
-    return AuditEntry(int(r[0]), from_ms(r[1]), r[2], r[3], r[4], json.loads(r[5]), r[6], r[7])
+        return [audit_entry(r) for r in rows]

@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import TypeAlias, TypeVar
 
 import psycopg
@@ -24,6 +23,8 @@ from psycopg_pool import ConnectionPool
 
 from service.store.base import StoreError
 from service.store.postgres.schema import MIGRATIONS
+from service.store.rows import from_ms as from_ms  # re-exported for the repositories
+from service.store.rows import to_ms as to_ms
 
 T = TypeVar("T")
 Conn: TypeAlias = psycopg.Connection[TupleRow]
@@ -45,14 +46,6 @@ MAX_ATTEMPTS = 5
 
 class DatabaseUnavailable(StoreError):
     """PostgreSQL cannot be reached or refuses the connection."""
-
-
-def to_ms(t: datetime) -> int:
-    return int(t.timestamp() * 1000)
-
-
-def from_ms(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 def describe(url: str) -> str:

@@ -15,12 +15,8 @@ from typing import Any
 
 from service.store.base import Charge, OverBudget, ReleaseRecord
 from service.store.postgres.audit import PostgresAudit
-from service.store.postgres.db import LOCK_LEDGER, LOCK_SPACE, Conn, Database, from_ms, to_ms
-
-_RELEASE_COLUMNS = (
-    "release_id, analyst, at, request_json, metric, unit, cost_nanos, epochs_json, "
-    "policy_sha256, rows_json, notes_json"
-)
+from service.store.postgres.db import LOCK_LEDGER, LOCK_SPACE, Conn, Database, to_ms
+from service.store.rows import RELEASE_COLUMNS, RELEASE_INSERT_COLUMNS, release_record, release_row
 
 
 def _spent(conn: Conn, analyst: str, epochs: Sequence[int]) -> dict[int, int]:
@@ -47,28 +43,12 @@ def _find_repeat(
     conn: Conn, analyst: str, request_hash: str, since: datetime
 ) -> ReleaseRecord | None:
     row = conn.execute(
-        f"SELECT {_RELEASE_COLUMNS} FROM releases "
+        f"SELECT {RELEASE_COLUMNS} FROM releases "
         "WHERE analyst = %s AND request_hash = %s AND at >= %s AND rows_json IS NOT NULL "
         "ORDER BY at DESC LIMIT 1",
         (analyst, request_hash, to_ms(since)),
     ).fetchone()
-    return None if row is None else _record(row)
-
-
-def _record(r: tuple[Any, ...]) -> ReleaseRecord:
-    return ReleaseRecord(
-        release_id=r[0],
-        analyst=r[1],
-        at=from_ms(r[2]),
-        request_json=r[3],
-        metric=r[4],
-        unit=r[5],
-        cost_nanos=int(r[6]),
-        epochs=tuple(json.loads(r[7])),
-        policy_sha256=r[8],
-        rows=None if r[9] is None else json.loads(r[9]),
-        notes=None if r[10] is None else json.loads(r[10]),
-    )
+    return None if row is None else release_record(row)
 
 
 class PostgresLedger:
@@ -110,22 +90,9 @@ class PostgresLedger:
                 (charge.analyst, charge.cost_nanos, list(charge.epochs)),
             )
             conn.execute(
-                "INSERT INTO releases (release_id, analyst, at, request_hash, request_json, "
-                "metric, unit, cost_nanos, epochs_json, last_epoch, policy_sha256) "
+                f"INSERT INTO releases ({RELEASE_INSERT_COLUMNS}) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (
-                    charge.release_id,
-                    charge.analyst,
-                    to_ms(charge.at),
-                    charge.request_hash,
-                    charge.request_json,
-                    charge.metric,
-                    charge.unit,
-                    charge.cost_nanos,
-                    json.dumps(list(charge.epochs)),
-                    max(charge.epochs),
-                    charge.policy_sha256,
-                ),
+                release_row(charge),
             )
             self._audit.append_in(conn, "release", charge.analyst, charge.audit_detail, charge.at)
         return None
@@ -146,9 +113,9 @@ class PostgresLedger:
     def release(self, release_id: str) -> ReleaseRecord | None:
         with self._db.read() as conn:
             row = conn.execute(
-                f"SELECT {_RELEASE_COLUMNS} FROM releases WHERE release_id = %s", (release_id,)
+                f"SELECT {RELEASE_COLUMNS} FROM releases WHERE release_id = %s", (release_id,)
             ).fetchone()
-        return None if row is None else _record(row)
+        return None if row is None else release_record(row)
 
     def forget_before(self, epoch: int) -> list[int]:
         with self._db.write() as conn:

@@ -9,6 +9,7 @@ from typing import Any
 
 from service.audit import GENESIS, canonical, chain_hash
 from service.store.base import AuditEntry
+from service.store.rows import audit_entry
 from service.store.sqlite.db import Database, from_ms, to_ms
 
 
@@ -54,8 +55,4 @@ class SQLiteAudit:
                 "FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?",
                 (after, limit),
             ).fetchall()
-        return [_entry(r) for r in rows]
-
-
-def _entry(r: tuple[Any, ...]) -> AuditEntry:
-    return AuditEntry(r[0], from_ms(r[1]), r[2], r[3], r[4], json.loads(r[5]), r[6], r[7])
+        return [audit_entry(r) for r in rows]

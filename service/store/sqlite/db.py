@@ -16,20 +16,13 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
+from service.store.rows import from_ms as from_ms  # re-exported for the repositories
+from service.store.rows import to_ms as to_ms
 from service.store.sqlite.schema import MIGRATIONS
 
 BUSY_TIMEOUT_MS = 30_000
-
-
-def to_ms(t: datetime) -> int:
-    return int(t.timestamp() * 1000)
-
-
-def from_ms(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 class Database:
