@@ -30,13 +30,21 @@ class Database:
         self.path = path
         self._synchronous = synchronous.upper()
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = self._connect()
-        self._write_lock = threading.Lock()
         # Worker processes queue for the write lock here, where the kernel wakes the next
         # one as soon as it is free; SQLite's own busy handler would poll with sleeps of
         # up to 100 ms, letting one worker starve another. SQLite's locking still guards
         # correctness, also against processes that do not take this lock.
         self._process_lock = os.open(f"{path}.writelock", os.O_RDWR | os.O_CREAT, 0o600)
+        self._writer = self._connect()
+        # WAL is a property of the file, set once. Switching a fresh file takes an exclusive
+        # lock that SQLite's busy handler does not wait for, so processes opening a new
+        # database at the same moment take turns here instead of failing with "locked".
+        fcntl.flock(self._process_lock, fcntl.LOCK_EX)
+        try:
+            self._writer.execute("PRAGMA journal_mode = WAL")
+        finally:
+            fcntl.flock(self._process_lock, fcntl.LOCK_UN)
+        self._write_lock = threading.Lock()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -46,7 +54,6 @@ class Database:
             self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
         )
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
         # Deleted rows are overwritten, not left in free pages (retention, erasure).
         conn.execute("PRAGMA secure_delete = ON")
