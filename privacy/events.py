@@ -11,19 +11,19 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal, Self, get_args
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
-    Strict,
+    GetPydanticSchema,
     StringConstraints,
     TypeAdapter,
+    WithJsonSchema,
     model_validator,
 )
+from pydantic_core import core_schema
 
 
 class EventType(StrEnum):
@@ -48,15 +48,42 @@ MAX_DURATION_MS = 86_400_000  # one day
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
 
 
-def _rfc3339(value: object) -> object:
-    # pydantic's parser is laxer (unix seconds, HH:MM, "+HHMM"); the API is not. The field
-    # itself is validated in lax mode so that the string this check let through is parsed.
-    if isinstance(value, datetime) or (isinstance(value, str) and _RFC3339.match(value)):
-        return value
-    raise ValueError("must be an RFC 3339 timestamp with offset, e.g. 2026-11-26T10:00:00Z")
+_RFC3339_HELP = "must be an RFC 3339 timestamp with offset, e.g. 2026-11-26T10:00:00Z"
 
 
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339), Strict(False)]
+def _timestamp_schema(_source: object, _handler: object) -> core_schema.CoreSchema:
+    # pydantic's own datetime parser is laxer than the API (unix seconds, "HH:MM" without
+    # seconds, "+HHMM"): a string must first match RFC 3339, then it is parsed. Both run
+    # in pydantic-core, not in Python, because this is on the ingestion hot path.
+    rfc3339 = core_schema.chain_schema(
+        [
+            core_schema.custom_error_schema(
+                core_schema.str_schema(pattern=_RFC3339.pattern),
+                custom_error_type="rfc3339",
+                custom_error_message=_RFC3339_HELP,
+            ),
+            core_schema.datetime_schema(strict=False, tz_constraint="aware"),
+        ]
+    )
+    return core_schema.json_or_python_schema(
+        json_schema=rfc3339,
+        # In Python, a timestamp may also be an aware datetime already.
+        python_schema=core_schema.union_schema(
+            [core_schema.datetime_schema(strict=True, tz_constraint="aware"), rfc3339],
+            custom_error_type="rfc3339",
+            custom_error_message=_RFC3339_HELP,
+        ),
+        serialization=core_schema.plain_serializer_function_ser_schema(
+            lambda t: t.isoformat(), when_used="json"
+        ),
+    )
+
+
+Timestamp = Annotated[
+    datetime,
+    GetPydanticSchema(_timestamp_schema),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": _RFC3339.pattern}),
+]
 EVENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 EventId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=EVENT_ID.pattern)]
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=256)]
@@ -220,3 +247,27 @@ PAYLOAD_COLUMNS: tuple[str, ...] = (
 # Stored as small integers; the numbering is part of the storage format: never reorder.
 EVENT_TYPE_CODES: dict[EventType, int] = {t: code for code, t in enumerate(EventType, start=1)}
 EVENT_TYPES_BY_CODE: dict[int, EventType] = {code: t for t, code in EVENT_TYPE_CODES.items()}
+
+_EVENT_CLASSES: tuple[type[_EventBase], ...] = (
+    ResponseShownEvent,
+    ClickThroughEvent,
+    ReformulationEvent,
+    CopyPasteEvent,
+    EditEvent,
+    DwellEvent,
+    AbandonmentEvent,
+    TaskCompletionEvent,
+)
+
+
+def _payload_fields(cls: type[_EventBase]) -> tuple[str, ...]:
+    payload = cls.model_fields["payload"].annotation
+    assert isinstance(payload, type) and issubclass(payload, BaseModel)
+    return tuple(c for c in PAYLOAD_COLUMNS if c in payload.model_fields)
+
+
+# The payload columns each event type fills (the others stay empty), in storage order.
+PAYLOAD_FIELDS: dict[EventType, tuple[str, ...]] = {
+    get_args(cls.model_fields["event_type"].annotation)[0]: _payload_fields(cls)
+    for cls in _EVENT_CLASSES
+}

@@ -108,6 +108,7 @@ def create_app(
         app.include_router(router)
     _install_error_handlers(app)
     document_behaviour(app, settings.max_batch_events)  # 400s, 429/503s, the events body
+    app.add_middleware(events.IngestEndpoint, state=state)  # innermost: see routes/events.py
     app.add_middleware(LatencyMiddleware, telemetry=state.telemetry)
     limiter = state.extras["limiter"] = Limiter(LimitConfig.from_settings(settings))
     app.add_middleware(LimitMiddleware, limiter=limiter, registry=state.telemetry.registry)

@@ -38,7 +38,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from fastapi import Request
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter
 
@@ -268,9 +267,9 @@ def token_key(scope: Scope) -> bytes:
     return _ANONYMOUS
 
 
-def charge_events(request: Request, count: int) -> None:
+def charge_events(scope: Scope, count: int) -> None:
     """Charge ``count`` parsed events to the calling token's event rate (ingestion)."""
-    bucket: TokenBucket | None = request.scope.get("state", {}).get(_METER)
+    bucket: TokenBucket | None = scope.get("state", {}).get(_METER)
     if bucket is not None:
         bucket.charge(count)
 

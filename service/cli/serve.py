@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import stat
 import sys
@@ -23,6 +24,11 @@ DEV_TOKENS_FILE = "dev-tokens.env"
 # default 5 ms, a busy event loop made each of those waits that long and cut the
 # writer's throughput about fourfold (bench/ingest.py, docs/benchmarks.md).
 SWITCH_INTERVAL_S = 0.001
+# A request allocates thousands of short-lived objects (a 100-event batch: ~1,000), so
+# with Python's default threshold of 700 allocations the collector ran several times per
+# request, each time traversing the long-lived app (FastAPI routes, pydantic schemas).
+# The app is frozen out of collection once built, and young collections run less often.
+GC_THRESHOLDS = (50_000, 20, 20)
 
 
 def register(sub: Any) -> None:
@@ -85,7 +91,11 @@ def worker_app() -> FastAPI:
     from service.app import app_from_env
 
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    return app_from_env()
+    app = app_from_env()
+    gc.collect()
+    gc.freeze()  # what exists now lives as long as the process: never traverse it again
+    gc.set_threshold(*GC_THRESHOLDS)
+    return app
 
 
 def check_store(settings: Settings) -> None:

@@ -98,23 +98,22 @@ class Ingestor:
             self._facts,
         )
         prepared = Prepared(WriteBatch(source_id), [])
-        for index, event in parsed.events:
-            draft = Draft(index, event)
-            drop: Drop | None = None
-            for _name, step in STEPS:
-                drop = step(draft, ctx)
-                if drop is not None:
-                    break
-            if drop is None:
-                prepared.batch.keys.append(draft.idempotency_key)
-                prepared.batch.rows.append(row(draft, source_id))
-                prepared.row_events.append((index, event.event_id))
-            elif drop.reason is Reason.SAMPLED_OUT:
-                prepared.dropped.append(Result(index, event.event_id, "sampled_out"))
+        drafts = [Draft(index, event) for index, event in parsed.events]
+        for _name, step in STEPS:
+            drafts = step(drafts, ctx)
+        batch = prepared.batch
+        for draft in drafts:
+            batch.keys.append(draft.idempotency_key)
+            batch.rows.append(row(draft, source_id))
+            prepared.row_events.append((draft.index, draft.event.event_id))
+        for draft, drop in ctx.dropped:
+            event = draft.event
+            if drop.reason is Reason.SAMPLED_OUT:
+                prepared.dropped.append(Result(draft.index, event.event_id, "sampled_out"))
             else:
                 self._quarantine(prepared, now, drop, event.model_dump(mode="json"))
                 prepared.dropped.append(
-                    Result(index, event.event_id, "rejected", drop.reason.value, drop.errors)
+                    Result(draft.index, event.event_id, "rejected", drop.reason.value, drop.errors)
                 )
         for index, raw, errors in parsed.invalid:
             event_id = raw.get("event_id") if isinstance(raw, dict) else None

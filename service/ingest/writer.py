@@ -5,13 +5,16 @@ commit that holds its events (or with an error if that commit failed)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
-from concurrent.futures import Future
 
 from service.store.base import EventRepository, WriteBatch
 
 _MAX_GROUP = 64  # requests folded into one transaction at most
+
+Outcome = list[bool] | BaseException  # a flag per row (True stored, False duplicate)
+_Item = tuple[WriteBatch, asyncio.AbstractEventLoop, "asyncio.Future[list[bool]]"]
 
 
 class WriterClosed(RuntimeError):
@@ -21,21 +24,19 @@ class WriterClosed(RuntimeError):
 class GroupWriter:
     def __init__(self, events: EventRepository) -> None:
         self._events = events
-        self._queue: queue.Queue[tuple[WriteBatch, Future[list[bool]]] | None] = queue.Queue()
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="tacit-writer", daemon=True)
         self._closed = False
         self._thread.start()
 
     async def write(self, batch: WriteBatch) -> list[bool]:
         """Write one batch; returns a flag per row (True stored, False duplicate)."""
-        return await asyncio.wrap_future(self.submit(batch))
-
-    def submit(self, batch: WriteBatch) -> Future[list[bool]]:
         if self._closed:
             raise WriterClosed("the service is shutting down")
-        future: Future[list[bool]] = Future()
-        self._queue.put((batch, future))
-        return future
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[bool]] = loop.create_future()
+        self._queue.put((batch, loop, future))
+        return await future
 
     def close(self) -> None:
         if not self._closed:
@@ -63,12 +64,28 @@ class GroupWriter:
             if stop:
                 return
 
-    def _commit(self, group: list[tuple[WriteBatch, Future[list[bool]]]]) -> None:
+    def _commit(self, group: list[_Item]) -> None:
+        outcomes: list[Outcome]
         try:
-            results = self._events.write([batch for batch, _ in group])
+            outcomes = list(self._events.write([batch for batch, _, _ in group]))
         except Exception as exc:  # every waiting request learns its events were not stored
-            for _, future in group:
-                future.set_exception(exc)
-            return
-        for (_, future), flags in zip(group, results, strict=True):
-            future.set_result(flags)
+            outcomes = [exc] * len(group)
+        # One wake-up per event loop for the whole group, not one per request: each
+        # costs the loop a self-pipe write and read.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[list[bool]], Outcome]]]
+        by_loop = {}
+        for (_, loop, future), outcome in zip(group, outcomes, strict=True):
+            by_loop.setdefault(loop, []).append((future, outcome))
+        for loop, settled in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                loop.call_soon_threadsafe(_settle, settled)
+
+
+def _settle(settled: list[tuple[asyncio.Future[list[bool]], Outcome]]) -> None:
+    for future, outcome in settled:
+        if future.done():  # cancelled: the client went away before the commit
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)

@@ -1,62 +1,67 @@
-"""POST /v1/events: the ingestion endpoint."""
+"""POST /v1/events: the ingestion endpoint.
+
+It is the busiest route by far, and for a one-event request FastAPI's per-request
+machinery (routing, the request object, dependency solving, the exit stack, the
+response class) cost more CPU than the ingestion itself. So the app serves it with
+:class:`IngestEndpoint`, a plain ASGI app placed inside the service's middlewares
+(request id and log line, rate limits and in-flight pools, latency metrics) and in front
+of FastAPI's router. The route declared on :data:`router` documents the endpoint in the
+OpenAPI document and answers the same way (through the same :func:`ingest`) in an app
+built without the endpoint in front.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
+from starlette.requests import ClientDisconnect
 
-from service.deps import get_state, require
-from service.errors import BadRequest, PayloadTooLarge, Unavailable, UnsupportedMediaType
+from service.auth import authenticate
+from service.deps import AppState, get_state
+from service.errors import (
+    ApiError,
+    BadRequest,
+    PayloadTooLarge,
+    Unavailable,
+    UnsupportedMediaType,
+)
 from service.ingest.parse import BadBatch, parse_batch
 from service.limits import charge_events
 from service.store.base import Role
 
+PATH = "/v1/events"
+_INGEST = frozenset({Role.INGEST})
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
 router = APIRouter(tags=["ingestion"])
-# deps.IngestPrincipal's check, called in the route rather than declared as a dependency:
-# on the busiest route FastAPI's dependency solving, and the thread-pool round trip it
-# makes for a sync dependency, cost more CPU than the rest of a single-event request.
-_require_ingest = require(Role.INGEST)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refusing it as soon as it passes ``limit`` bytes (chunked bodies too)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"the body is larger than {limit} bytes: send smaller batches")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the body is larger than {limit} bytes: send smaller batches")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-@router.post(
-    "/v1/events",
-    summary="Post a batch of 1-1000 events",
-    responses={
-        200: {"description": "Per-event outcome; sent only after the accepted events are durable."},
-        400: {"description": "Malformed JSON or batch"},
-        401: {"description": "Missing or unknown token"},
-        403: {"description": "Not an ingest token"},
-        413: {"description": "Body too large"},
-        415: {"description": "Not JSON"},
-    },
-)
-async def post_events(request: Request) -> JSONResponse:
-    principal = _require_ingest(request)  # 401/403 before anything else is looked at
-    state = get_state(request)
-    content_type = request.headers.get("content-type", "")
+async def ingest(
+    state: AppState, headers: Headers, chunks: AsyncIterator[bytes], scope: Scope
+) -> dict[str, Any]:
+    """Serve one POST /v1/events: the batch report, or an :class:`ApiError`."""
+    # 401/403, then 415, then the body: nothing is read for a caller we will refuse.
+    principal = authenticate(headers.get("authorization"), state.store.tokens, _INGEST)
+    content_type = headers.get("content-type", "")
     if content_type.split(";")[0].strip().lower() != "application/json":
         raise UnsupportedMediaType("send the batch as Content-Type: application/json")
-    body = await read_body(request, state.settings.max_body_bytes)
+    body = await read_body(headers, chunks, state.settings.max_body_bytes)
     try:
         parsed = parse_batch(body, state.settings.max_batch_events)
     except BadBatch as exc:
         raise BadRequest(str(exc)) from exc
-    charge_events(request, parsed.size)  # the token's events/s (service/limits.py)
+    charge_events(scope, parsed.size)  # the token's events/s (service/limits.py)
     assert principal.source_id is not None  # ingest tokens always carry a source
     prepared = state.ingestor.prepare(parsed, principal.source_id)
     assert state.writer is not None
@@ -74,4 +79,90 @@ async def post_events(request: Request) -> JSONResponse:
     state.telemetry.count_events(
         report.accepted, report.duplicates, report.sampled_out, report.rejected_by_reason
     )
-    return JSONResponse(report.as_dict())
+    return report.as_dict()
+
+
+async def read_body(headers: Headers, chunks: AsyncIterator[bytes], limit: int) -> bytes:
+    """The body, refusing it as soon as it passes ``limit`` bytes (chunked bodies too)."""
+    declared = headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body is larger than {limit} bytes: send smaller batches")
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body is larger than {limit} bytes: send smaller batches")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+@router.post(
+    PATH,
+    summary="Post a batch of 1-1000 events",
+    responses={
+        200: {"description": "Per-event outcome; sent only after the accepted events are durable."},
+        400: {"description": "Malformed JSON or batch"},
+        401: {"description": "Missing or unknown token"},
+        403: {"description": "Not an ingest token"},
+        413: {"description": "Body too large"},
+        415: {"description": "Not JSON"},
+    },
+)
+async def post_events(request: Request) -> JSONResponse:
+    report = await ingest(get_state(request), request.headers, request.stream(), request.scope)
+    return JSONResponse(report)
+
+
+@dataclass(frozen=True)
+class _Route:
+    """What the log and latency middlewares read of a matched route: its template."""
+
+    path: str
+
+
+class IngestEndpoint:
+    """Pure ASGI: serves POST /v1/events itself and passes every other request on."""
+
+    def __init__(self, app: ASGIApp, state: AppState) -> None:
+        self.app = app
+        self.state = state
+        self.route = _Route(PATH)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        scope["route"] = self.route
+        try:
+            report = await ingest(self.state, Headers(scope=scope), _chunks(receive), scope)
+        except ApiError as exc:
+            await send_json(send, exc.status, exc.body(), exc.headers)
+        except ClientDisconnect:
+            return  # nobody is left to answer; nothing of the batch was acknowledged
+        else:
+            await send_json(send, 200, report)
+
+
+async def _chunks(receive: Receive) -> AsyncIterator[bytes]:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        body: bytes = message.get("body", b"")
+        if body:
+            yield body
+        if not message.get("more_body", False):
+            return
+
+
+async def send_json(
+    send: Send, status: int, content: Any, headers: dict[str, str] | None = None
+) -> None:
+    """A JSON response, encoded as FastAPI's JSONResponse encodes it."""
+    body = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    raw = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
+    for name, value in (headers or {}).items():
+        raw.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})

@@ -60,7 +60,7 @@ def _service(state: StateDep) -> QueryService:
 
 
 async def _query_body(request: Request) -> dict[str, Any]:
-    raw = await read_body(request, MAX_QUERY_BYTES)
+    raw = await read_body(request.headers, request.stream(), MAX_QUERY_BYTES)
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):

@@ -34,6 +34,16 @@ def test_a_repeat_in_a_later_batch_of_the_same_group_is_a_duplicate(store: Store
     assert store.events.count() == 3
 
 
+def test_a_group_mixing_stored_new_and_repeated_keys_stores_exactly_the_first_copies(
+    store: Store,
+) -> None:
+    store.events.write([batch([5])])
+    first, second = batch([1, 5, 2]), batch([2, 3, 1])
+    assert store.events.write([first, second]) == [[True, False, True], [False, True, False]]
+    assert store.events.count() == 4  # 5 (before), then 1 and 2 of the first, 3 of the second
+    assert store.events.write([batch([1, 2, 3, 5])]) == [[False, False, False, False]]
+
+
 def test_the_same_event_id_from_two_sources_is_two_events(store: Store) -> None:
     flags = store.events.write([batch([1], source_id=1), batch([1], source_id=2)])
     assert flags == [[True], [True]]

@@ -23,6 +23,7 @@ from service.store.rows import to_ms as to_ms
 from service.store.sqlite.schema import MIGRATIONS
 
 BUSY_TIMEOUT_MS = 30_000
+MMAP_BYTES = 1 << 40  # asked for; SQLite caps it at its build's limit (2 GiB here)
 
 
 class Database:
@@ -58,6 +59,11 @@ class Database:
         # Deleted rows are overwritten, not left in free pages (retention, erasure).
         conn.execute("PRAGMA secure_delete = ON")
         conn.execute("PRAGMA foreign_keys = OFF")
+        # Read pages through a memory map: when another worker process commits, SQLite
+        # drops this connection's page cache, and re-reading the B-tree pages it needs is
+        # then a page-table lookup instead of a read() and copy per page (bench/ingest.py:
+        # ~15 % less CPU per event with two workers). Writes still go through write().
+        conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
         return conn
 
     @contextmanager
