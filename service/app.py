@@ -18,6 +18,7 @@ from service.deps import AppState, utc_now
 from service.errors import ApiError
 from service.ingest.pipeline import Ingestor
 from service.ingest.writer import GroupWriter
+from service.ingest.writer_process import RemoteWriter
 from service.limits import LimitConfig, Limiter, LimitMiddleware
 from service.logging import RequestLogMiddleware, current_request_id
 from service.openapi import install as document_behaviour
@@ -83,7 +84,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state.writer = GroupWriter(state.store.events)
+        state.writer = (
+            RemoteWriter(settings.writer_socket)
+            if settings.writer_socket
+            else GroupWriter(state.store.events)
+        )
         sweeper = Sweeper(state.store, state.policy.policy, keyring=state.keyring)
         schedule = RetentionSchedule(
             sweeper, state.store, state.clock, settings.retention_interval_s

@@ -13,7 +13,7 @@ from privacy.keyring import Keyring
 from privacy.policy import LoadedPolicy
 from service.auth import authenticate
 from service.ingest.pipeline import Ingestor
-from service.ingest.writer import GroupWriter
+from service.ingest.writer import BatchWriter
 from service.settings import Settings
 from service.store.base import Principal, Role, Store
 from service.telemetry import Telemetry
@@ -32,7 +32,7 @@ class AppState:
     ingestor: Ingestor
     telemetry: Telemetry
     clock: Callable[[], datetime] = utc_now
-    writer: GroupWriter | None = None
+    writer: BatchWriter | None = None
     extras: dict[str, Any] = field(default_factory=dict)  # per-feature services (queries, ...)
 
 

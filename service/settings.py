@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     sqlite_synchronous: Literal["full", "normal"] = "full"
+    # Set by `tacit serve` on SQLite: workers send their writes to the writer process
+    # listening here (service/ingest/writer_process.py) instead of writing themselves.
+    writer_socket: str | None = None
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
     max_batch_events: int = Field(default=1000, ge=1, le=10_000)
     max_future_hours: float = 23.0

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import os
+import signal
 import stat
 import sys
 from pathlib import Path
@@ -86,6 +88,19 @@ def bootstrap_dev_tokens(settings: Settings) -> Path | None:
     return path
 
 
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class _Signalled(BaseException):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _signalled(signum: int, _frame: object) -> None:
+    raise _Signalled(signum)
+
+
 def worker_app() -> FastAPI:
     """The app of one server process (uvicorn's factory), its interpreter tuned to serve."""
     from service.app import app_from_env
@@ -142,13 +157,26 @@ def _serve(args: argparse.Namespace) -> int:
         env["TACIT_DATABASE_URL"] = settings.database_url
     if args.access_log:
         env["TACIT_ACCESS_LOG"] = "1"
+    writer = None
+    if settings.resolved_database_url.startswith("sqlite:"):
+        from service.ingest.writer_process import WriterSupervisor, WriterUnavailable
+
+        writer = WriterSupervisor()  # reads its settings from the environment, like workers
+        os.environ.update(env)
+        try:
+            writer.start()
+        except WriterUnavailable as exc:
+            writer.stop()
+            raise CliError(str(exc)) from exc
+        env["TACIT_WRITER_SOCKET"] = writer.socket_path
     os.environ.update(env)
     print(
         f"Tacit listening on http://{host}:{port} (policy {settings.policy.name}, "
         f"store {settings.resolved_database_url.split('://')[0]}, workers {args.workers})",
         flush=True,
     )
-    uvicorn.run(
+    run = functools.partial(
+        uvicorn.run,
         "service.cli.serve:worker_app",
         factory=True,
         host=host,
@@ -159,4 +187,22 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=settings.log_level,
         timeout_graceful_shutdown=10,
     )
+    if writer is None:
+        run()
+        return 0
+    # After a graceful shutdown on a signal, uvicorn raises that signal again so that the
+    # process ends as the signal would end it. The writer must stop first, after the
+    # workers: the signal is turned into an exception here and raised again at the end.
+    previous = {sig: signal.signal(sig, _signalled) for sig in _STOP_SIGNALS}
+    received = None
+    try:
+        run()
+    except _Signalled as stop:
+        received = stop.signum
+    finally:
+        writer.stop()  # after the workers, which have answered their last requests
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if received is not None:
+        signal.raise_signal(received)
     return 0

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import queue
 import threading
+from typing import Protocol
 
 from service.store.base import EventRepository, WriteBatch
 
@@ -19,6 +20,17 @@ _Item = tuple[WriteBatch, asyncio.AbstractEventLoop, "asyncio.Future[list[bool]]
 
 class WriterClosed(RuntimeError):
     pass
+
+
+class BatchWriter(Protocol):
+    """Where a worker's prepared batches are written: a thread of its own, or the writer
+    process (service/ingest/writer_process.py)."""
+
+    async def write(self, batch: WriteBatch) -> list[bool]:
+        """Write one batch durably; a flag per row (True stored, False duplicate)."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class GroupWriter:

@@ -1,0 +1,132 @@
+"""The SQLite writer process: `tacit serve` writes every batch through one child process.
+
+If that process dies, batches it did not answer are refused with 503 and Retry-After
+(never acknowledged), the server starts a new writer and ingestion goes on; stopping the
+server stops the writer and leaves no socket behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sqlite3
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from factories import event
+from server import Server
+from store.contract import batch
+
+from service.ingest.writer_process import RemoteWriter, WriterUnavailable, serve
+from service.store.sqlite import SQLiteStore
+
+
+def writer_pids(server: Server) -> list[int]:
+    """The writer processes whose parent is the server process."""
+    assert server.process is not None
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        if ppid == server.process.pid and b"service.ingest.writer_process" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def stored(data_dir: Path) -> int:
+    with sqlite3.connect(data_dir / "tacit.db") as conn:
+        return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+
+
+@pytest.mark.slow  # ~4 s: a real server, a killed and restarted writer
+def test_a_killed_writer_refuses_batches_with_503_then_a_new_one_takes_over(
+    tmp_path: Path, master_key_b64: str
+) -> None:
+    data_dir = tmp_path / "data"
+    with Server(data_dir, master_key_b64) as server:
+        token = server.create_token("ingest", "app", "web")
+        acked = 0
+        assert server.post_events([event(at=datetime.now(UTC))], token).status_code == 200
+        acked += 1
+        (writer,) = writer_pids(server)
+        os.kill(writer, signal.SIGKILL)
+
+        statuses = []
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            response = server.post_events([event(at=datetime.now(UTC))], token)
+            statuses.append(response.status_code)
+            if response.status_code == 200:
+                acked += 1
+                break
+            assert response.status_code == 503, response.text
+            assert response.headers["Retry-After"] == "1"
+            assert "retry" in response.json()["error"]["message"]
+            time.sleep(0.05)
+        assert statuses[-1] == 200, statuses
+        (replacement,) = writer_pids(server)
+        assert replacement != writer
+        assert "exited with code -9: starting a new one" in server.log_text()
+    assert stored(data_dir) == acked  # every acknowledged event, and no refused one
+
+
+def test_stopping_the_server_stops_its_writer_and_removes_the_socket(
+    tmp_path: Path, master_key_b64: str
+) -> None:
+    server = Server(tmp_path / "data", master_key_b64).start()
+    (writer,) = writer_pids(server)
+    socket_dir = Path(
+        (Path("/proc") / str(writer) / "cmdline").read_bytes().split(b"\0")[-2].decode()
+    ).parent
+    assert socket_dir.is_dir()
+    server.stop()
+    assert not Path(f"/proc/{writer}").exists()
+    assert not socket_dir.exists()
+
+
+def test_the_writer_answers_each_batch_with_its_flags_and_workers_see_it_go(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteStore(tmp_path / "tacit.db", "normal")
+    store.migrate()
+    path = str(tmp_path / "w.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen()
+    stop = threading.Event()
+    thread = threading.Thread(target=serve, args=(listener, store.events, stop))
+    thread.start()
+
+    async def scenario() -> None:
+        writer = RemoteWriter(path)
+        first, second = await asyncio.gather(
+            writer.write(batch([1, 2, 3])), writer.write(batch([3, 4]))
+        )
+        # Sent in this order on one connection: the first holds the new copy of key 3.
+        assert (first, second) == ([True, True, True], [False, True])
+        assert await writer.write(batch([1, 5])) == [False, True]
+        stop.set()
+        thread.join()
+        listener.close()
+        with pytest.raises(WriterUnavailable):
+            await writer.write(batch([6]))
+        writer.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        stop.set()
+        thread.join()
+    assert store.events.count() == 5
+    store.close()
