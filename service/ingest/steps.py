@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from privacy.events import (
@@ -31,6 +31,7 @@ from privacy.pseudonym import EpochKeys
 from service.ingest.parse import FieldError
 
 _MS = timedelta(milliseconds=1)
+_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Reason(StrEnum):
@@ -68,7 +69,7 @@ class Draft:
 
 def to_ms(t: datetime) -> int:
     """Milliseconds since the Unix epoch of an aware datetime, exactly (floor)."""
-    return int(t.timestamp()) * 1000 + t.microsecond // 1000
+    return (t - _UNIX_EPOCH) // _MS
 
 
 class PolicyFacts:

@@ -23,6 +23,7 @@ from service.store.rows import to_ms as to_ms
 from service.store.sqlite.schema import MIGRATIONS
 
 BUSY_TIMEOUT_MS = 30_000
+WRITER_CACHE_KIB = 64 * 1024
 MMAP_BYTES = 1 << 40  # asked for; SQLite caps it at its build's limit (2 GiB here)
 
 
@@ -37,6 +38,10 @@ class Database:
         # correctness, also against processes that do not take this lock.
         self._process_lock = os.open(f"{path}.writelock", os.O_RDWR | os.O_CREAT, 0o600)
         self._writer = self._connect()
+        # The idempotency index is written at random points of its last few seconds of
+        # keys (client timestamps jitter): at tens of thousands of events per second that
+        # region outgrows SQLite's default 2 MiB cache, and every commit then re-reads it.
+        self._writer.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
         # WAL is a property of the file, set once. Switching a fresh file takes an exclusive
         # lock that SQLite's busy handler does not wait for, so processes opening a new
         # database at the same moment take turns here instead of failing with "locked".
