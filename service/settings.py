@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     # Set by `tacit serve` on SQLite: workers send their writes to the writer process
     # listening here (service/ingest/writer_process.py) instead of writing themselves.
     writer_socket: str | None = None
+    # Niceness added to each worker beside the SQLite writer process. 0 by default: on a
+    # machine dedicated to Tacit, 10 keeps the writer ahead when the CPU is saturated
+    # (docs/deploy.md); on a shared one it would hand the API's CPU to everything else.
+    worker_nice: int = Field(default=0, ge=0, le=19)
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
     max_batch_events: int = Field(default=1000, ge=1, le=10_000)
     max_future_hours: float = 23.0

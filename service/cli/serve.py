@@ -31,9 +31,6 @@ SWITCH_INTERVAL_S = 0.001
 # request, each time traversing the long-lived app (FastAPI routes, pydantic schemas).
 # The app is frozen out of collection once built, and young collections run less often.
 GC_THRESHOLDS = (50_000, 20, 20)
-# How much lower than the writer process the workers are scheduled (bench/ingest.py:
-# +12-17 % events/s with two workers on two cores).
-WORKER_NICE = 10
 
 
 def register(sub: Any) -> None:
@@ -110,10 +107,11 @@ def worker_app() -> FastAPI:
 
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     app = app_from_env()
-    if app.state.tacit.settings.writer_socket:
+    settings = app.state.tacit.settings
+    if settings.writer_socket and settings.worker_nice:
         # The writer process is the one serial stage: when the CPU is short, a writer
-        # starved by the workers stalls every worker's requests. Workers yield to it.
-        os.nice(WORKER_NICE)
+        # starved by the workers stalls every worker's requests. Workers may yield to it.
+        os.nice(settings.worker_nice)
     gc.collect()
     gc.freeze()  # what exists now lives as long as the process: never traverse it again
     gc.set_threshold(*GC_THRESHOLDS)

@@ -95,6 +95,23 @@ def test_stopping_the_server_stops_its_writer_and_removes_the_socket(
     assert not socket_dir.exists()
 
 
+def nice(pid: int) -> int:
+    stat = (Path("/proc") / str(pid) / "stat").read_text()
+    return int(stat[stat.rindex(")") + 2 :].split()[16])
+
+
+def test_workers_yield_to_the_writer_by_the_niceness_the_operator_sets(
+    tmp_path: Path, master_key_b64: str
+) -> None:
+    env = {"TACIT_WORKER_NICE": "7"}
+    with Server(tmp_path / "data", master_key_b64, env=env) as server:
+        assert server.process is not None
+        (writer,) = writer_pids(server)
+        base = nice(os.getpid())
+        assert nice(server.process.pid) == base + 7  # one worker: the serving process
+        assert nice(writer) == base
+
+
 def test_the_writer_answers_each_batch_with_its_flags_and_workers_see_it_go(
     tmp_path: Path,
 ) -> None:
