@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import queue
 import threading
 from typing import Protocol
 
 from service.store.base import EventRepository, WriteBatch
+
+log = logging.getLogger("tacit.writer")
 
 _MAX_GROUP = 64  # requests folded into one transaction at most
 
@@ -91,6 +94,16 @@ class GroupWriter:
         for loop, settled in by_loop.items():
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
                 loop.call_soon_threadsafe(_settle, settled)
+        maintain(self._events)
+
+
+def maintain(events: EventRepository) -> None:
+    """The store's upkeep, after the group is answered; a failure is logged, not raised:
+    it is retried after the next group and no request depends on it."""
+    try:
+        events.maintain()
+    except Exception as exc:
+        log.error("store upkeep after a write failed: %s", type(exc).__name__)
 
 
 def _settle(settled: list[tuple[asyncio.Future[list[bool]], Outcome]]) -> None:

@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from service.ingest.writer import maintain
 from service.store.base import EventRepository, WriteBatch
 
 log = logging.getLogger("tacit.writer")
@@ -126,6 +127,8 @@ def _serve(
         if pending:
             group, pending = pending[:MAX_GROUP], pending[MAX_GROUP:]
             _commit(events, group)
+            if not pending:
+                maintain(events)
         elif os.getppid() != parent:
             log.warning("the serving process is gone: the writer stops")
             return

@@ -1,27 +1,23 @@
-"""Events in SQLite: idempotent, durable batch writes (the ingestion hot path)."""
+"""Events in SQLite: idempotent, durable batch writes (the ingestion hot path).
+
+Idempotency keys go through :mod:`service.store.sqlite.keys` (a log of recent keys in
+front of the index); rows are inserted grouped by event type (:class:`_Shape`).
+"""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from itertools import chain, compress
+from itertools import compress
 from operator import itemgetter
 from typing import Any
 
 from privacy.events import EVENT_TYPE_CODES, PAYLOAD_COLUMNS, PAYLOAD_FIELDS
 from service.store.base import EVENT_COLUMNS, QUARANTINE_COLUMNS, WriteBatch
+from service.store.sqlite import bulk
 from service.store.sqlite.db import Database, from_ms, to_ms
-
-# Rows go in as multi-row INSERTs of a few fixed sizes: one statement (and one release
-# of the GIL, which the event loop thread is waiting for) per chunk instead of per row,
-# and a bounded set of statement texts for sqlite3's statement cache.
-_CHUNKS = (256, 64, 16, 4, 1)  # 25 columns x 256 rows: well under 32766 variables
-
-
-def _values(width: int, rows: int) -> str:
-    one = "(" + ",".join("?" * width) + ")"
-    return ",".join([one] * rows)
+from service.store.sqlite.keys import FOLD_ROWS, Key, RecentKeys
 
 
 class _Shape:
@@ -40,9 +36,10 @@ class _Shape:
         assert len(others) != 1  # itemgetter of one index gives a value, not a tuple
         self.rest = itemgetter(*others) if others else None
         self.empty = (None,) * len(others)
+        width = len(columns)
         self.statements = {
-            n: f"INSERT INTO events ({', '.join(columns)}) VALUES {_values(len(columns), n)}"
-            for n in _CHUNKS
+            n: f"INSERT INTO events ({', '.join(columns)}) VALUES {bulk.values(width, n)}"
+            for n in bulk.CHUNKS
         }
 
     def fits(self, row: tuple[Any, ...]) -> bool:
@@ -57,39 +54,10 @@ _SHAPES: dict[int, _Shape] = {
     for t, code in EVENT_TYPE_CODES.items()
 }
 _TYPE = EVENT_COLUMNS.index("event_type")
-_INSERT_KEYS = {
-    n: f"INSERT INTO event_keys (ts_ms, source_id, eid) VALUES {_values(3, n)} "
-    "ON CONFLICT DO NOTHING"
-    for n in _CHUNKS
-}
-# The keys of a group that are already stored: one primary-key lookup per key (CROSS JOIN
-# keeps the VALUES list as the outer loop; a row-value IN would scan the table).
-_FIND_KEYS = {
-    n: "SELECT k.ts_ms, k.source_id, k.eid FROM (VALUES "
-    + _values(3, n)
-    + ") AS v CROSS JOIN event_keys AS k "
-    "ON k.ts_ms = v.column1 AND k.source_id = v.column2 AND k.eid = v.column3"
-    for n in _CHUNKS
-}
 _INSERT_QUARANTINE = (
     f"INSERT INTO quarantine ({', '.join(QUARANTINE_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in QUARANTINE_COLUMNS)})"
 )
-
-Key = tuple[int, int, int]  # (ts_ms, source_id, eid)
-
-
-def _chunked(items: Sequence[Any]) -> Iterator[tuple[int, Sequence[Any]]]:
-    start = 0
-    for size in _CHUNKS:
-        while len(items) - start >= size:
-            yield size, items[start : start + size]
-            start += size
-
-
-def _insert(conn: sqlite3.Connection, statements: dict[int, str], rows: Sequence[Any]) -> None:
-    for size, chunk in _chunked(rows):
-        conn.execute(statements[size], list(chain.from_iterable(chunk)))
 
 
 def _insert_events(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
@@ -100,47 +68,14 @@ def _insert_events(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) ->
             shape = _WHOLE
         by_shape.setdefault(shape, []).append(row)
     for shape, group in by_shape.items():
-        _insert(conn, shape.statements, [shape.pick(row) for row in group])
-
-
-def _insert_keys(conn: sqlite3.Connection, keys: Sequence[Key]) -> list[bool] | None:
-    """Insert the keys that are new; None when all were, else a flag per key (True: new).
-
-    Inside the write transaction. Most groups hold no duplicate, so the keys go straight
-    in; only when the index refuses some (a retry, or a repeat within the group) is the
-    insert undone and each key looked up, so that the first copy of a key in the group
-    counts as new and any other copy, or a key stored earlier, as a duplicate.
-    """
-    before = conn.total_changes
-    conn.execute("SAVEPOINT event_keys")
-    _insert(conn, _INSERT_KEYS, keys)
-    if conn.total_changes - before == len(keys):
-        conn.execute("RELEASE event_keys")
-        return None
-    conn.execute("ROLLBACK TO event_keys")
-    conn.execute("RELEASE event_keys")
-    seen = _stored(conn, keys)
-    flags = []
-    for key in keys:
-        fresh = key not in seen
-        if fresh:
-            seen.add(key)
-        flags.append(fresh)
-    _insert(conn, _INSERT_KEYS, list(compress(keys, flags)))
-    return flags
-
-
-def _stored(conn: sqlite3.Connection, keys: Sequence[Key]) -> set[Key]:
-    found: set[Key] = set()
-    for size, chunk in _chunked(keys):
-        found.update(conn.execute(_FIND_KEYS[size], list(chain.from_iterable(chunk))))
-    return found
+        bulk.execute(conn, shape.statements, [shape.pick(row) for row in group])
 
 
 class SQLiteEvents:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, fold_rows: int = FOLD_ROWS) -> None:
         self._db = db
         self._first_event_at: datetime | None = None
+        self._keys = RecentKeys(fold_rows)
 
     def write(self, batches: Sequence[WriteBatch]) -> list[list[bool]]:
         for batch in batches:
@@ -151,11 +86,16 @@ class SQLiteEvents:
         ]
         rows = [row for batch in batches for row in batch.rows]
         quarantine = [q for batch in batches for q in batch.quarantine]
-        with self._db.write() as conn:
-            flags = _insert_keys(conn, keys)
-            _insert_events(conn, rows if flags is None else list(compress(rows, flags)))
-            if quarantine:
-                conn.executemany(_INSERT_QUARANTINE, quarantine)
+        try:
+            with self._db.write() as conn:
+                flags = self._keys.insert_new(conn, keys)
+                _insert_events(conn, rows if flags is None else list(compress(rows, flags)))
+                if quarantine:
+                    conn.executemany(_INSERT_QUARANTINE, quarantine)
+        except BaseException:
+            self._keys.rolled_back()
+            raise
+        self._keys.committed()
         if flags is None:
             return [[True] * len(batch.rows) for batch in batches]
         results: list[list[bool]] = []
@@ -164,6 +104,15 @@ class SQLiteEvents:
             results.append(flags[at : at + len(batch.rows)])
             at += len(batch.rows)
         return results
+
+    def maintain(self) -> None:
+        """Upkeep between writes: fold the recent keys into the index once enough piled up.
+
+        The group writers call this after answering their requests, so that the fold
+        (tens of milliseconds) is not part of any request's wait.
+        """
+        if self._keys.fold_due:
+            self._keys.fold(self._db)
 
     def count(self) -> int:
         with self._db.read() as conn:

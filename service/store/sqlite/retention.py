@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 from service.store.sqlite.audit import SQLiteAudit
 from service.store.sqlite.db import BUSY_TIMEOUT_MS, Database, to_ms
+from service.store.sqlite.keys import bump_generation
 
 _CLAIM_KEY = "retention_claimed_at"
 # Expired events of one (epoch, type) after a given id: an index range, rowids ascending.
@@ -152,11 +153,23 @@ class SQLiteRetention:
     def count_event_keys(self, before_ms: int) -> int:
         with self._db.read() as conn:
             row = conn.execute(
-                "SELECT count(*) FROM event_keys WHERE ts_ms < ?", (before_ms,)
+                "SELECT (SELECT count(*) FROM event_keys WHERE ts_ms < ?) "
+                "+ (SELECT count(*) FROM event_keys_log WHERE ts_ms < ?)",
+                (before_ms, before_ms),
             ).fetchone()
         return int(row[0])
 
     def delete_event_keys(self, before_ms: int, batch: int) -> Iterator[int]:
+        # Recent keys not yet folded into the index (at most a fold's worth, and rarely
+        # old): in one go, telling every writer to reload its copy of the log.
+        with self._db.write() as conn:
+            logged = conn.execute(
+                "DELETE FROM event_keys_log WHERE ts_ms < ?", (before_ms,)
+            ).rowcount
+            if logged > 0:
+                bump_generation(conn)
+        if logged > 0:
+            yield logged
         while True:
             with self._db.write() as conn:
                 # The key table has no rowid; its primary key leads with ts_ms, so a batch

@@ -109,4 +109,13 @@ MIGRATIONS: list[list[str]] = [
         """CREATE INDEX releases_repeat ON releases (analyst, request_hash, at)""",
         """CREATE INDEX releases_last_epoch ON releases (last_epoch)""",
     ],
+    [
+        # Recent idempotency keys in arrival order, folded into event_keys in bulk
+        # (service/store/sqlite/keys.py). No index: appending is what makes it cheap.
+        """CREATE TABLE event_keys_log (
+            ts_ms INTEGER NOT NULL,
+            source_id INTEGER NOT NULL,
+            eid INTEGER NOT NULL
+        )""",
+    ],
 ]
