@@ -142,6 +142,30 @@ class Server:
             self.process.wait(timeout)
         return self._reap()
 
+    def writer_pids(self) -> list[int]:
+        """The SQLite writer processes this server started (service/ingest/writer_process)."""
+        if self.process is None:
+            return []
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+            if ppid == self.process.pid and b"service.ingest.writer_process" in cmdline:
+                found.append(int(entry.name))
+        return found
+
+    def crash(self) -> int:
+        """SIGKILL the whole service at once: its writer process, then the server."""
+        for pid in self.writer_pids():
+            os.kill(pid, signal.SIGKILL)
+        return self.kill(signal.SIGKILL)
+
     def restart(self, sig: int = signal.SIGTERM) -> Self:
         """Stop (with ``sig``) if still running, then start again on the same data dir."""
         if self.running:

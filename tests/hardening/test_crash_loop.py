@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import itertools
 import random
-import signal
 import sqlite3
 import threading
 import time
@@ -181,7 +180,7 @@ def run_round(
     while ledger.acked_batches < target and time.monotonic() < deadline and not ledger.unexpected:
         time.sleep(0.002)
     time.sleep(rng.uniform(0.0, 0.6))  # the random moment
-    server.kill(signal.SIGKILL)  # the clients are still sending
+    server.crash()  # writer process and server at once; the clients are still sending
     stop.set()
     for worker in workers:
         worker.join(30)

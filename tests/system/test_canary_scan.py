@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import signal
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -178,8 +177,8 @@ def test_no_canary_token_or_secret_is_found_in_any_byte_of_the_data_dir(
     finally:
         if stop == "graceful":
             server.stop()
-        else:
-            server.kill(signal.SIGKILL)
+        else:  # the whole service at once, so that the WAL is left behind to scan
+            server.crash()
 
     files = data_dir_bytes(data_dir)
     assert {"tacit.db", "server.log"} <= set(files)

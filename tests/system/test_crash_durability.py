@@ -11,7 +11,6 @@ count must then equal the number of distinct events sent (nothing stored twice).
 from __future__ import annotations
 
 import itertools
-import signal
 import sqlite3
 import threading
 import time
@@ -95,7 +94,7 @@ def kill_mid_stream(server: Server, token: str, ledger: Ledger) -> None:
     deadline = time.monotonic() + 20
     while ledger.acked_batches < target and time.monotonic() < deadline and not ledger.unexpected:
         time.sleep(0.005)
-    server.kill(signal.SIGKILL)  # the clients are still sending
+    server.crash()  # writer process and server at once; the clients are still sending
     stop.set()
     for t in clients:
         t.join(30)

@@ -26,24 +26,6 @@ from service.ingest.writer_process import RemoteWriter, WriterUnavailable, serve
 from service.store.sqlite import SQLiteStore
 
 
-def writer_pids(server: Server) -> list[int]:
-    """The writer processes whose parent is the server process."""
-    assert server.process is not None
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        if ppid == server.process.pid and b"service.ingest.writer_process" in cmdline:
-            found.append(int(entry.name))
-    return found
-
-
 def stored(data_dir: Path) -> int:
     with sqlite3.connect(data_dir / "tacit.db") as conn:
         return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
@@ -59,7 +41,7 @@ def test_a_killed_writer_refuses_batches_with_503_then_a_new_one_takes_over(
         acked = 0
         assert server.post_events([event(at=datetime.now(UTC))], token).status_code == 200
         acked += 1
-        (writer,) = writer_pids(server)
+        (writer,) = server.writer_pids()
         os.kill(writer, signal.SIGKILL)
 
         statuses = []
@@ -75,7 +57,7 @@ def test_a_killed_writer_refuses_batches_with_503_then_a_new_one_takes_over(
             assert "retry" in response.json()["error"]["message"]
             time.sleep(0.05)
         assert statuses[-1] == 200, statuses
-        (replacement,) = writer_pids(server)
+        (replacement,) = server.writer_pids()
         assert replacement != writer
         assert "exited with code -9: starting a new one" in server.log_text()
     assert stored(data_dir) == acked  # every acknowledged event, and no refused one
@@ -85,7 +67,7 @@ def test_stopping_the_server_stops_its_writer_and_removes_the_socket(
     tmp_path: Path, master_key_b64: str
 ) -> None:
     server = Server(tmp_path / "data", master_key_b64).start()
-    (writer,) = writer_pids(server)
+    (writer,) = server.writer_pids()
     socket_dir = Path(
         (Path("/proc") / str(writer) / "cmdline").read_bytes().split(b"\0")[-2].decode()
     ).parent
@@ -106,7 +88,7 @@ def test_workers_yield_to_the_writer_by_the_niceness_the_operator_sets(
     env = {"TACIT_WORKER_NICE": "7"}
     with Server(tmp_path / "data", master_key_b64, env=env) as server:
         assert server.process is not None
-        (writer,) = writer_pids(server)
+        (writer,) = server.writer_pids()
         base = nice(os.getpid())
         assert nice(server.process.pid) == base + 7  # one worker: the serving process
         assert nice(writer) == base
