@@ -15,6 +15,7 @@ with :func:`create_token_in_process`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -161,9 +162,15 @@ class Server:
         return found
 
     def crash(self) -> int:
-        """SIGKILL the whole service at once: its writer process, then the server."""
-        for pid in self.writer_pids():
-            os.kill(pid, signal.SIGKILL)
+        """SIGKILL the whole service at once: the server, then at once its writer process
+        (the server first, so no request is answered in between)."""
+        writers = self.writer_pids()
+        if self.running:
+            assert self.process is not None
+            self.process.send_signal(signal.SIGKILL)
+        for pid in writers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         return self.kill(signal.SIGKILL)
 
     def restart(self, sig: int = signal.SIGTERM) -> Self:

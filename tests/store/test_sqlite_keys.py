@@ -36,6 +36,17 @@ def test_new_keys_go_to_the_log_and_a_fold_moves_them_into_the_index(tmp_path: P
     assert (table_count(db, "event_keys_log"), table_count(db, "event_keys")) == (0, 3)
 
 
+def test_a_writer_that_never_calls_maintain_still_folds_at_twice_the_size(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "tacit.db"
+    events = open_events(db, fold_rows=2)
+    assert events.write([batch([1, 2, 3])]) == [[True, True, True]]  # 3 < 4: kept
+    assert (table_count(db, "event_keys_log"), table_count(db, "event_keys")) == (3, 0)
+    assert events.write([batch([4])]) == [[True]]
+    assert (table_count(db, "event_keys_log"), table_count(db, "event_keys")) == (0, 4)
+
+
 def test_a_key_is_a_duplicate_before_and_after_its_fold(tmp_path: Path) -> None:
     events = open_events(tmp_path / "tacit.db", fold_rows=2)
     assert events.write([batch([1, 2])]) == [[True, True]]

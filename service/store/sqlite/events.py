@@ -96,6 +96,8 @@ class SQLiteEvents:
             self._keys.rolled_back()
             raise
         self._keys.committed()
+        if self._keys.fold_overdue:
+            self._keys.fold(self._db)
         if flags is None:
             return [[True] * len(batch.rows) for batch in batches]
         results: list[list[bool]] = []
