@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -165,13 +166,26 @@ class Server:
         """SIGKILL the whole service at once: the server, then at once its writer process
         (the server first, so no request is answered in between)."""
         writers = self.writer_pids()
+        sockets = [self._writer_socket(pid) for pid in writers]
         if self.running:
             assert self.process is not None
             self.process.send_signal(signal.SIGKILL)
         for pid in writers:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        return self.kill(signal.SIGKILL)
+        code = self.kill(signal.SIGKILL)
+        for socket_path in sockets:  # nobody is left to remove the writer's private dir
+            if socket_path is not None:
+                shutil.rmtree(socket_path.parent, ignore_errors=True)
+        return code
+
+    @staticmethod
+    def _writer_socket(pid: int) -> Path | None:
+        try:
+            argv = (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return None
+        return Path(argv[-2].decode()) if len(argv) >= 2 else None
 
     def restart(self, sig: int = signal.SIGTERM) -> Self:
         """Stop (with ``sig``) if still running, then start again on the same data dir."""
