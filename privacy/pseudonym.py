@@ -10,7 +10,7 @@ DP bounding then limits together, so a collision never weakens anyone's protecti
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.hmac import HMAC
@@ -45,6 +45,22 @@ class EpochKeys:
         mac = self._templates[field].copy()
         mac.update(value.encode())
         return int.from_bytes(mac.finalize()[:8], "big", signed=True)
+
+    def hasher(self, field: str) -> Callable[[str], int]:
+        """:meth:`pseudonym` for one field, with its key bound once.
+
+        Ingestion hashes five fields of every event; the field's keyed template and
+        ``int.from_bytes`` are looked up once here rather than on every call.
+        """
+        template = self._templates[field]
+        from_bytes = int.from_bytes
+
+        def pseudonym(value: str) -> int:
+            mac = template.copy()
+            mac.update(value.encode())
+            return from_bytes(mac.finalize()[:8], "big", signed=True)
+
+        return pseudonym
 
     def digest(self, field: str, value: bytes) -> bytes:
         """The full 32-byte keyed digest (for decisions such as sampling)."""

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import NamedTuple
 
 from privacy.events import (
     EVENT_TYPE_CODES,
@@ -105,6 +106,16 @@ class PolicyFacts:
         )
 
 
+class Hashers(NamedTuple):
+    """One epoch's pseudonym function per keyed field (EpochKeys.hasher)."""
+
+    user_id: Callable[[str], int]
+    session_id: Callable[[str], int]
+    query_id: Callable[[str], int]
+    response_id: Callable[[str], int]
+    event_id: Callable[[str], int]
+
+
 @dataclass
 class StepContext:
     """What the steps may consult: the policy, the keyring and the request's clock.
@@ -125,6 +136,7 @@ class StepContext:
     latest_ms: int = field(init=False)  # stored times after this are in the future
     _alive: dict[int, bool] = field(default_factory=dict, init=False, repr=False)
     _keys: dict[int, EpochKeys] = field(default_factory=dict, init=False, repr=False)
+    _hashers: dict[int, Hashers] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.facts is None:
@@ -144,6 +156,14 @@ class StepContext:
         if keys is None:
             keys = self._keys[epoch] = self.keyring.keys(epoch, self.now)
         return keys
+
+    def hashers(self, epoch: int) -> Hashers:
+        """The pseudonym functions of ``epoch``'s keys (raises EpochExpired like keys())."""
+        hashers = self._hashers.get(epoch)
+        if hashers is None:
+            keys = self.keys(epoch)
+            hashers = self._hashers[epoch] = Hashers(*map(keys.hasher, Hashers._fields))
+        return hashers
 
     def drop(self, draft: Draft, drop: Drop) -> None:
         self.dropped.append((draft, drop))
@@ -225,28 +245,27 @@ def pseudonymize(drafts: list[Draft], ctx: StepContext) -> list[Draft]:
         event = draft.event
         try:
             keys = ctx.keys(draft.epoch)
-            id_keys = keys if draft.client_epoch == draft.epoch else ctx.keys(draft.client_epoch)
+            hash_ = ctx.hashers(draft.epoch)
+            hash_id = ctx.hashers(draft.client_epoch).event_id
         except EpochExpired:
             ctx.drop(draft, ctx.facts.too_old)
             continue
         epoch = draft.epoch
         user = users.get((epoch, event.user_id))
         if user is None:
-            user = users[epoch, event.user_id] = keys.pseudonym("user_id", event.user_id)
+            user = users[epoch, event.user_id] = hash_.user_id(event.user_id)
         session = sessions.get((epoch, event.session_id))
         if session is None:
-            session = sessions[epoch, event.session_id] = keys.pseudonym(
-                "session_id", event.session_id
-            )
+            session = sessions[epoch, event.session_id] = hash_.session_id(event.session_id)
         draft.keys = keys
         draft.sampling_unit = session
         draft.pseudonyms = (
             user,
             session if keep_session else None,
-            keys.pseudonym("query_id", event.query_id) if keep_query else None,
-            keys.pseudonym("response_id", event.response_id) if keep_response else None,
+            hash_.query_id(event.query_id) if keep_query else None,
+            hash_.response_id(event.response_id) if keep_response else None,
         )
-        draft.idempotency_key = (draft.client_ms, id_keys.pseudonym("event_id", event.event_id))
+        draft.idempotency_key = (draft.client_ms, hash_id(event.event_id))
         kept.append(draft)
     return kept
 

@@ -3,6 +3,8 @@ sealed at rest, made once per epoch, refused past retention."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import sqlite3
 import threading
 from datetime import timedelta
@@ -13,6 +15,7 @@ from conftest import T0
 
 from privacy.keyring import EpochExpired, Keyring, MasterKey, MasterKeyMismatch
 from privacy.policy import Identifiers
+from privacy.pseudonym import derive_field_key
 from service.store.sqlite import SQLiteStore
 
 IDS = Identifiers()
@@ -48,6 +51,21 @@ def test_pseudonym_differs_across_epochs(keyring: Keyring) -> None:
 def test_same_value_in_two_fields_gives_unrelated_pseudonyms(keyring: Keyring) -> None:
     keys = keyring.keys(IDS.epoch_of(T0), T0)
     assert keys.pseudonym("user_id", "x-1") != keys.pseudonym("session_id", "x-1")
+
+
+def test_a_bound_hasher_gives_the_fields_pseudonym_and_is_an_hmac_sha256(
+    keyring: Keyring,
+) -> None:
+    keys = keyring.keys(IDS.epoch_of(T0), T0)
+    for field in ("user_id", "session_id", "query_id", "response_id", "event_id"):
+        hasher = keys.hasher(field)
+        assert [hasher(v) for v in ("a", "b", "é-1")] == [
+            keys.pseudonym(field, v) for v in ("a", "b", "é-1")
+        ]
+    salt = keyring._salt(IDS.epoch_of(T0))
+    key = derive_field_key(salt, "user_id")
+    expected = hmac.new(key, b"alice", hashlib.sha256).digest()[:8]
+    assert keys.hasher("user_id")("alice") == int.from_bytes(expected, "big", signed=True)
 
 
 def test_distinct_values_give_distinct_pseudonyms(keyring: Keyring) -> None:
