@@ -33,22 +33,16 @@ import hashlib
 import math
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.errors import ApiError, TooManyRequests, Unavailable
 from service.settings import Settings
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _METER = "tacit.meter"  # key of the request's event bucket in the ASGI scope's state
 _ANONYMOUS = b"anonymous"

@@ -166,7 +166,7 @@ class Server:
         """SIGKILL the whole service at once: the server, then at once its writer process
         (the server first, so no request is answered in between)."""
         writers = self.writer_pids()
-        sockets = [self._writer_socket(pid) for pid in writers]
+        sockets = [self.writer_socket(pid) for pid in writers]
         if self.running:
             assert self.process is not None
             self.process.send_signal(signal.SIGKILL)
@@ -180,7 +180,8 @@ class Server:
         return code
 
     @staticmethod
-    def _writer_socket(pid: int) -> Path | None:
+    def writer_socket(pid: int) -> Path | None:
+        """The Unix socket a writer process listens on (the last argument it was given)."""
         try:
             argv = (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")
         except OSError:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import NamedTuple
 
@@ -30,9 +30,9 @@ from privacy.keyring import EpochExpired, Keyring
 from privacy.policy import IdentifierAction, Policy
 from privacy.pseudonym import EpochKeys
 from service.ingest.parse import FieldError
+from service.store.rows import to_ms
 
 _MS = timedelta(milliseconds=1)
-_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Reason(StrEnum):
@@ -66,11 +66,6 @@ class Draft:
     context: tuple[str | None, str | None, str | None, str | None] = (None, None, None, None)
     inclusion_prob: float = 1.0
     ts: int = 0  # stored time in seconds, truncated to the policy's precision
-
-
-def to_ms(t: datetime) -> int:
-    """Milliseconds since the Unix epoch of an aware datetime, exactly (floor)."""
-    return (t - _UNIX_EPOCH) // _MS
 
 
 class PolicyFacts:

@@ -7,14 +7,18 @@ is written once here.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from service.store.base import AuditEntry, Charge, ReleaseRecord
 
+_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
 
 def to_ms(t: datetime) -> int:
-    return int(t.timestamp() * 1000)
+    """Milliseconds since the Unix epoch of an aware datetime, exactly (floor)."""
+    return (t - _UNIX_EPOCH) // _MS
 
 
 def from_ms(ms: int) -> datetime:

@@ -68,9 +68,9 @@ def test_stopping_the_server_stops_its_writer_and_removes_the_socket(
 ) -> None:
     server = Server(tmp_path / "data", master_key_b64).start()
     (writer,) = server.writer_pids()
-    socket_dir = Path(
-        (Path("/proc") / str(writer) / "cmdline").read_bytes().split(b"\0")[-2].decode()
-    ).parent
+    socket_path = server.writer_socket(writer)
+    assert socket_path is not None
+    socket_dir = socket_path.parent
     assert socket_dir.is_dir()
     server.stop()
     assert not Path(f"/proc/{writer}").exists()

@@ -38,9 +38,9 @@ class Database:
         # correctness, also against processes that do not take this lock.
         self._process_lock = os.open(f"{path}.writelock", os.O_RDWR | os.O_CREAT, 0o600)
         self._writer = self._connect()
-        # The idempotency index is written at random points of its last few seconds of
-        # keys (client timestamps jitter): at tens of thousands of events per second that
-        # region outgrows SQLite's default 2 MiB cache, and every commit then re-reads it.
+        # A fold of the recent-keys log (sqlite/keys.py) writes 100k keys across the last
+        # seconds of the idempotency index, a region that outgrows SQLite's default 2 MiB
+        # cache at tens of thousands of events per second.
         self._writer.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
         # WAL is a property of the file, set once. Switching a fresh file takes an exclusive
         # lock that SQLite's busy handler does not wait for, so processes opening a new
