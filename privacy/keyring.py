@@ -142,9 +142,13 @@ class Keyring:
     def epoch_of(self, t: datetime) -> int:
         return self._identifiers.epoch_of(t)
 
+    def oldest_live_epoch(self, now: datetime) -> int:
+        """The oldest epoch whose salt still exists at ``now``."""
+        return self._identifiers.oldest_live_epoch(now)
+
     def is_alive(self, epoch: int, now: datetime) -> bool:
         """Whether ``epoch`` is within the salt retention at ``now``."""
-        return epoch >= self._identifiers.oldest_live_epoch(now)
+        return epoch >= self.oldest_live_epoch(now)
 
     def keys(self, epoch: int, now: datetime) -> EpochKeys:
         """The keys of a live epoch; raises EpochExpired for an epoch past retention."""

@@ -10,6 +10,7 @@ DP bounding then limits together, so a collision never weakens anyone's protecti
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Iterable
 
 from cryptography.hazmat.primitives import hashes
@@ -17,6 +18,9 @@ from cryptography.hazmat.primitives.hmac import HMAC
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 SALT_BYTES = 32
+# The first 8 bytes of a digest as a big-endian signed integer (int.from_bytes of a slice,
+# without the slice).
+_first_int64 = struct.Struct(">q").unpack_from
 _INFO_PREFIX = b"tacit/pseudonym/v1/"
 
 
@@ -49,16 +53,16 @@ class EpochKeys:
     def hasher(self, field: str) -> Callable[[str], int]:
         """:meth:`pseudonym` for one field, with its key bound once.
 
-        Ingestion hashes five fields of every event; the field's keyed template and
-        ``int.from_bytes`` are looked up once here rather than on every call.
+        Ingestion hashes five fields of every event; the field's keyed template is looked
+        up once here rather than on every call.
         """
-        template = self._templates[field]
-        from_bytes = int.from_bytes
+        copy = self._templates[field].copy
 
         def pseudonym(value: str) -> int:
-            mac = template.copy()
+            mac = copy()
             mac.update(value.encode())
-            return from_bytes(mac.finalize()[:8], "big", signed=True)
+            pseudonym: int = _first_int64(mac.finalize())[0]
+            return pseudonym
 
         return pseudonym
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import gc
 import os
 import signal
 import stat
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from service.cli.common import CliError, add_common, policy_from, settings_from, store_from
 from service.logging import uvicorn_config
+from service.runtime import settle_heap
 from service.settings import ConfigError, Settings
 from service.store.base import Role, StoreError
 
@@ -26,11 +26,6 @@ DEV_TOKENS_FILE = "dev-tokens.env"
 # default 5 ms, a busy event loop made each of those waits that long and cut the
 # writer's throughput about fourfold (bench/ingest.py, docs/benchmarks.md).
 SWITCH_INTERVAL_S = 0.001
-# A request allocates thousands of short-lived objects (a 100-event batch: ~1,000), so
-# with Python's default threshold of 700 allocations the collector ran several times per
-# request, each time traversing the long-lived app (FastAPI routes, pydantic schemas).
-# The app is frozen out of collection once built, and young collections run less often.
-GC_THRESHOLDS = (50_000, 20, 20)
 
 
 def register(sub: Any) -> None:
@@ -112,9 +107,7 @@ def worker_app() -> FastAPI:
         # The writer process is the one serial stage: when the CPU is short, a writer
         # starved by the workers stalls every worker's requests. Workers may yield to it.
         os.nice(settings.worker_nice)
-    gc.collect()
-    gc.freeze()  # what exists now lives as long as the process: never traverse it again
-    gc.set_threshold(*GC_THRESHOLDS)
+    settle_heap()
     return app
 
 

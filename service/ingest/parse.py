@@ -28,7 +28,9 @@ class BadBatch(Exception):
 
 
 class _Batch(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    # Cache the JSON keys' strings (a few dozen names, in every event) but not the values:
+    # identifiers are nearly all distinct, so caching them cost a lookup and kept nothing.
+    model_config = ConfigDict(extra="forbid", strict=True, cache_strings="keys")
     events: list[Event]
 
 

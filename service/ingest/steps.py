@@ -102,22 +102,27 @@ class PolicyFacts:
 
 
 class Hashers(NamedTuple):
-    """One epoch's pseudonym function per keyed field (EpochKeys.hasher)."""
+    """One epoch's keys, and its pseudonym function per keyed field (EpochKeys.hasher)."""
 
+    keys: EpochKeys
     user_id: Callable[[str], int]
     session_id: Callable[[str], int]
     query_id: Callable[[str], int]
     response_id: Callable[[str], int]
     event_id: Callable[[str], int]
 
+    @classmethod
+    def of(cls, keys: EpochKeys) -> Hashers:
+        return cls(keys, *map(keys.hasher, cls._fields[1:]))
+
 
 @dataclass
 class StepContext:
     """What the steps may consult: the policy, the keyring and the request's clock.
 
-    One context serves a whole batch: it remembers what every event of the batch would
-    otherwise recompute (epoch liveness, keys) and collects the drafts the steps drop.
-    ``facts`` may be shared by every request under the same policy.
+    One context serves a whole batch: it works out once what every event of the batch
+    would otherwise recompute (the oldest live epoch, keys) and collects the drafts the
+    steps drop. ``facts`` may be shared by every request under the same policy.
     """
 
     policy: Policy
@@ -129,8 +134,7 @@ class StepContext:
     dropped: list[tuple[Draft, Drop]] = field(default_factory=list)
     now_ms: int = field(init=False)
     latest_ms: int = field(init=False)  # stored times after this are in the future
-    _alive: dict[int, bool] = field(default_factory=dict, init=False, repr=False)
-    _keys: dict[int, EpochKeys] = field(default_factory=dict, init=False, repr=False)
+    oldest_live: int = field(init=False)  # epochs before this have no salt any more
     _hashers: dict[int, Hashers] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -138,26 +142,13 @@ class StepContext:
             self.facts = PolicyFacts(self.policy)
         self.now_ms = to_ms(self.now)
         self.latest_ms = to_ms(self.now + self.max_future)
-
-    def is_alive(self, epoch: int) -> bool:
-        alive = self._alive.get(epoch)
-        if alive is None:
-            alive = self._alive[epoch] = self.keyring.is_alive(epoch, self.now)
-        return alive
-
-    def keys(self, epoch: int) -> EpochKeys:
-        """The keyring's keys of ``epoch`` (raises EpochExpired like the keyring)."""
-        keys = self._keys.get(epoch)
-        if keys is None:
-            keys = self._keys[epoch] = self.keyring.keys(epoch, self.now)
-        return keys
+        self.oldest_live = self.keyring.oldest_live_epoch(self.now)
 
     def hashers(self, epoch: int) -> Hashers:
-        """The pseudonym functions of ``epoch``'s keys (raises EpochExpired like keys())."""
+        """``epoch``'s keys and pseudonym functions (raises EpochExpired like the keyring)."""
         hashers = self._hashers.get(epoch)
         if hashers is None:
-            keys = self.keys(epoch)
-            hashers = self._hashers[epoch] = Hashers(*map(keys.hasher, Hashers._fields))
+            hashers = self._hashers[epoch] = Hashers.of(self.keyring.keys(epoch, self.now))
         return hashers
 
     def drop(self, draft: Draft, drop: Drop) -> None:
@@ -170,8 +161,7 @@ Step = Callable[[list[Draft], StepContext], list[Draft]]
 def clock(drafts: list[Draft], ctx: StepContext) -> list[Draft]:
     assert ctx.facts is not None
     rotation = ctx.facts.rotation_ms
-    now_ms, latest = ctx.now_ms, ctx.latest_ms
-    alive = ctx.is_alive
+    now_ms, latest, oldest = ctx.now_ms, ctx.latest_ms, ctx.oldest_live
     kept = []
     for draft in drafts:
         event = draft.event
@@ -182,11 +172,12 @@ def clock(drafts: list[Draft], ctx: StepContext) -> list[Draft]:
         if stored > latest:
             ctx.drop(draft, _in_future(ctx))
             continue
-        draft.client_ms, draft.stored_ms = client, stored
-        draft.epoch, draft.client_epoch = stored // rotation, client // rotation
-        if not (alive(draft.epoch) and alive(draft.client_epoch)):
+        epoch, client_epoch = stored // rotation, client // rotation
+        if epoch < oldest or client_epoch < oldest:
             ctx.drop(draft, ctx.facts.too_old)
             continue
+        draft.client_ms, draft.stored_ms = client, stored
+        draft.epoch, draft.client_epoch = epoch, client_epoch
         kept.append(draft)
     return kept
 
@@ -238,21 +229,23 @@ def pseudonymize(drafts: list[Draft], ctx: StepContext) -> list[Draft]:
     kept = []
     for draft in drafts:
         event = draft.event
+        epoch = draft.epoch
         try:
-            keys = ctx.keys(draft.epoch)
-            hash_ = ctx.hashers(draft.epoch)
-            hash_id = ctx.hashers(draft.client_epoch).event_id
+            hash_ = ctx.hashers(epoch)
+            # The event id is keyed by the client's epoch: a retry must find its first copy.
+            hash_id = (
+                hash_ if draft.client_epoch == epoch else ctx.hashers(draft.client_epoch)
+            ).event_id
         except EpochExpired:
             ctx.drop(draft, ctx.facts.too_old)
             continue
-        epoch = draft.epoch
         user = users.get((epoch, event.user_id))
         if user is None:
             user = users[epoch, event.user_id] = hash_.user_id(event.user_id)
         session = sessions.get((epoch, event.session_id))
         if session is None:
             session = sessions[epoch, event.session_id] = hash_.session_id(event.session_id)
-        draft.keys = keys
+        draft.keys = hash_.keys
         draft.sampling_unit = session
         draft.pseudonyms = (
             user,

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from service.ingest.writer import maintain
+from service.runtime import settle_heap
 from service.store.base import EventRepository, WriteBatch
 
 log = logging.getLogger("tacit.writer")
@@ -161,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     store = open_store(
         settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous
     )
+    settle_heap()  # every write unpacks thousands of objects (rows, keys)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(socket_path)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -29,10 +29,15 @@ def chunked(items: Sequence[Any]) -> Iterator[tuple[int, Sequence[Any]]]:
             start += size
 
 
-def execute(conn: sqlite3.Connection, statements: dict[int, str], rows: Sequence[Any]) -> None:
-    """Run the statement of each chunk size over ``rows``, a chunk at a time."""
+def execute(
+    conn: sqlite3.Connection, statements: dict[int, str], rows: Sequence[Any]
+) -> sqlite3.Cursor | None:
+    """Run the statement of each chunk size over ``rows``, a chunk at a time; the cursor
+    of the last chunk (its ``lastrowid`` is the last row's), None when ``rows`` is empty."""
+    cursor = None
     for size, chunk in chunked(rows):
-        conn.execute(statements[size], list(chain.from_iterable(chunk)))
+        cursor = conn.execute(statements[size], list(chain.from_iterable(chunk)))
+    return cursor
 
 
 def select(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
-from itertools import compress
+from itertools import compress, groupby
 from operator import itemgetter
 from typing import Any
 
@@ -42,8 +42,9 @@ class _Shape:
             for n in bulk.CHUNKS
         }
 
-    def fits(self, row: tuple[Any, ...]) -> bool:
-        return self.rest is None or self.rest(row) == self.empty
+    def fit(self, rows: list[tuple[Any, ...]]) -> bool:
+        """Whether every one of ``rows`` leaves the columns outside this shape empty."""
+        return self.rest is None or list(map(self.rest, rows)).count(self.empty) == len(rows)
 
 
 _WHOLE = _Shape(EVENT_COLUMNS)
@@ -53,7 +54,7 @@ _SHAPES: dict[int, _Shape] = {
     )
     for t, code in EVENT_TYPE_CODES.items()
 }
-_TYPE = EVENT_COLUMNS.index("event_type")
+_type_of = itemgetter(EVENT_COLUMNS.index("event_type"))
 _INSERT_QUARANTINE = (
     f"INSERT INTO quarantine ({', '.join(QUARANTINE_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in QUARANTINE_COLUMNS)})"
@@ -61,14 +62,12 @@ _INSERT_QUARANTINE = (
 
 
 def _insert_events(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
-    by_shape: dict[_Shape, list[tuple[Any, ...]]] = {}
-    for row in rows:
-        shape = _SHAPES.get(row[_TYPE], _WHOLE)
-        if not shape.fits(row):
+    for event_type, same_type in groupby(sorted(rows, key=_type_of), key=_type_of):
+        group = list(same_type)
+        shape = _SHAPES.get(event_type, _WHOLE)
+        if not shape.fit(group):
             shape = _WHOLE
-        by_shape.setdefault(shape, []).append(row)
-    for shape, group in by_shape.items():
-        bulk.execute(conn, shape.statements, [shape.pick(row) for row in group])
+        bulk.execute(conn, shape.statements, list(map(shape.pick, group)))
 
 
 class SQLiteEvents:

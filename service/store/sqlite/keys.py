@@ -65,7 +65,7 @@ class RecentKeys:
         self._keys: set[Key] = set()
         self._rowid = 0  # the last log row read into ``_keys``
         self._generation: str | None = None
-        self._staged: tuple[list[Key], int] | None = None  # appended, not yet committed
+        self._staged: tuple[set[Key], int] | None = None  # appended, not yet committed
 
     def insert_new(self, conn: sqlite3.Connection, keys: Sequence[Key]) -> list[bool] | None:
         """Append the keys that are new (inside the write transaction).
@@ -77,19 +77,22 @@ class RecentKeys:
         self._catch_up(conn)
         recent = self._keys
         candidates = [key for key in keys if key not in recent]
-        seen = set(bulk.select(conn, _FIND, candidates)) if candidates else set()
-        flags = []
-        for key in keys:
-            fresh = key not in recent and key not in seen
-            if fresh:
-                seen.add(key)
-            flags.append(fresh)
-        every = all(flags)
-        new = list(keys) if every else list(compress(keys, flags))
-        bulk.execute(conn, _APPEND, new)
-        last = conn.execute("SELECT max(rowid) FROM event_keys_log").fetchone()[0]
-        self._staged = (new, int(last or 0))
-        return None if every else flags
+        stored = set(bulk.select(conn, _FIND, candidates)) if candidates else set()
+        distinct = set(candidates)
+        flags: list[bool] | None = None
+        if stored or len(distinct) < len(keys):  # not the usual case: every key new, once
+            flags = []
+            seen = stored
+            for key in keys:
+                fresh = key not in recent and key not in seen
+                if fresh:
+                    seen.add(key)
+                flags.append(fresh)
+        new = list(keys) if flags is None else list(compress(keys, flags))
+        cursor = bulk.execute(conn, _APPEND, new)
+        last = None if cursor is None else cursor.lastrowid  # the last appended row's
+        self._staged = (distinct if flags is None else set(new), last or self._rowid)
+        return flags
 
     def committed(self) -> None:
         """The transaction of the last :meth:`insert_new` committed: remember its keys."""
