@@ -216,7 +216,9 @@ class WriterSupervisor:
     def _spawn(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket_path)
-        command = [sys.executable, "-m", "service.ingest.writer_process", self.socket_path]
+        # -P: without the working directory on sys.path, so the writer imports the same
+        # code as the workers and never a `service` package that happens to lie there.
+        command = [sys.executable, "-P", "-m", "service.ingest.writer_process", self.socket_path]
         process = subprocess.Popen(command)  # noqa: S603 (this interpreter, our module)
         self._process = process
         deadline = time.monotonic() + _START_TIMEOUT_S

@@ -77,6 +77,22 @@ def test_stopping_the_server_stops_its_writer_and_removes_the_socket(
     assert not socket_dir.exists()
 
 
+def test_the_writer_never_imports_code_from_the_working_directory(
+    tmp_path: Path, master_key_b64: str
+) -> None:
+    # The server runs in its data dir; a `service` package lying there must not replace
+    # the installed one in the writer (python -m would put the directory on sys.path).
+    data_dir = tmp_path / "data"
+    planted = data_dir / "service"
+    planted.mkdir(parents=True)
+    (planted / "__init__.py").write_text(f"open({str(tmp_path / 'imported')!r}, 'w').close()\n")
+    with Server(data_dir, master_key_b64) as server:
+        token = server.create_token("ingest", "app", "web")
+        assert server.post_events([event(at=datetime.now(UTC))], token).status_code == 200
+    assert not (tmp_path / "imported").exists()
+    assert stored(data_dir) == 1
+
+
 def nice(pid: int) -> int:
     stat = (Path("/proc") / str(pid) / "stat").read_text()
     return int(stat[stat.rindex(")") + 2 :].split()[16])
