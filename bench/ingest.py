@@ -171,10 +171,10 @@ def cpu_seconds(session: int) -> float:
 
 
 @contextmanager
-def running(command: list[str], port: int, env: dict[str, str]) -> Iterator[int]:
+def running(command: list[str], port: int, env: dict[str, str], cwd: Path = REPO) -> Iterator[int]:
     log = (OUT / f"server-{port}.log").open("wb")
     proc = subprocess.Popen(
-        command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     try:
         _wait_healthy(port, proc)

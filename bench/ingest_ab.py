@@ -82,7 +82,13 @@ def _round(phase: Phase, sides: dict[str, Path], workers: int, duration: float) 
     prepared = {name: _side(name, code, workers) for name, code in sides.items()}
     results: dict[str, Any] = {}
     # Both servers up before either load starts; both loads run at once.
-    with running(*prepared["base"][:3]) as base, running(*prepared["head"][:3]) as head:
+    # Each from its own tree: a revision's writer process may still import from its
+    # working directory (before `python -P`).
+    base_cmd, head_cmd = prepared["base"][:3], prepared["head"][:3]
+    with (
+        running(*base_cmd, cwd=sides["base"]) as base,
+        running(*head_cmd, cwd=sides["head"]) as head,
+    ):
         sessions = {"base": base, "head": head}
 
         def load(name: str) -> None:
