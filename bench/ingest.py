@@ -22,13 +22,11 @@ Each phase is bounded by ``--duration`` seconds and by the number of prebuilt bo
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -44,6 +42,7 @@ REPO = BENCH.parent
 sys.path[:0] = [str(REPO), str(BENCH)]
 
 import loadgen  # noqa: E402
+from serving import free_port, wait_healthy  # noqa: E402
 
 from privacy.keyring import Keyring, MasterKey  # noqa: E402
 from privacy.policy import load_policy  # noqa: E402
@@ -132,28 +131,6 @@ def prefill(url: str, target: int) -> int:
 # ------------------------------------------------------------------------- servers
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_healthy(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited with code {proc.returncode} before it was up")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"the server on port {port} did not answer /healthz in {timeout:.0f} s")
-
-
 def cpu_seconds(session: int) -> float:
     """User + system CPU of every live process in a session (a server and its workers)."""
     ticks = 0
@@ -177,7 +154,7 @@ def running(command: list[str], port: int, env: dict[str, str], cwd: Path = REPO
         command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     try:
-        _wait_healthy(port, proc)
+        wait_healthy(port, proc)
         yield proc.pid  # also its session id: the workers share it
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -316,7 +293,7 @@ def main() -> int:
         "TACIT_RATE_LIMIT_EVENTS_PER_S": "1e9",
     }
     results: dict[str, dict[str, Any]] = {}
-    port = _free_port()
+    port = free_port()
     serve = [
         str(Path(sys.executable).parent / "tacit"),
         "serve",
@@ -330,7 +307,7 @@ def main() -> int:
             results[f"tacit/{phase.name}"] = drive(
                 port, token, phase, args.duration, False, session
             )
-    port = _free_port()
+    port = free_port()
     baseline = [
         sys.executable,
         "-m",

@@ -29,7 +29,8 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from ingest import KEY_FILE, OUT, REPO, Phase, _free_port, drive, running
+from ingest import KEY_FILE, OUT, REPO, Phase, drive, running
+from serving import free_port
 
 TACIT = str(Path(sys.executable).parent / "tacit")
 
@@ -73,7 +74,7 @@ def _side(name: str, code: Path, workers: int) -> tuple[list[str], int, dict[str
         text=True,
     )
     token = made.stdout.strip().splitlines()[-1]
-    port = _free_port()
+    port = free_port()
     serve = [TACIT, "serve", f"--port={port}", f"--workers={workers}", *common]
     return serve, port, env, token
 

@@ -47,7 +47,7 @@ sys.path[:0] = [str(REPO)]
 from privacy.events import EVENT_TYPE_CODES, EventType  # noqa: E402
 from privacy.policy import load_policy  # noqa: E402
 from service.settings import DEFAULT_POLICY  # noqa: E402
-from service.store.base import EVENT_COLUMNS, WriteBatch  # noqa: E402
+from service.store.base import EVENT_COLUMNS, EventRepository, WriteBatch  # noqa: E402
 from service.store.sqlite import SQLiteStore  # noqa: E402
 
 OUT = BENCH / "out"
@@ -183,6 +183,19 @@ def synthetic_rows(n_events: int, seed: int = 7) -> Iterator[tuple[Any, ...]]:
         yield from rows[:per_day]
 
 
+def _write_synthetic(events: EventRepository, n_events: int) -> None:
+    """The synthetic events through the store's ingestion write, 5,000 per transaction."""
+    batch = WriteBatch(1)
+    for key, row in enumerate(synthetic_rows(n_events), start=1):
+        batch.keys.append((row[_COLUMN["ts"]] * 1000, key))
+        batch.rows.append(row)
+        if len(batch.rows) == 5000:
+            events.write([batch])
+            batch = WriteBatch(1)
+    if batch.rows:
+        events.write([batch])
+
+
 def build(path: Path, n_events: int) -> float:
     """Write the synthetic events through the store; seconds taken (0 when cached)."""
     if path.exists():
@@ -193,15 +206,7 @@ def build(path: Path, n_events: int) -> float:
     store = SQLiteStore(tmp, "normal")
     store.migrate()
     started = time.perf_counter()
-    batch = WriteBatch(1)
-    for key, row in enumerate(synthetic_rows(n_events), start=1):
-        batch.keys.append((row[_COLUMN["ts"]] * 1000, key))
-        batch.rows.append(row)
-        if len(batch.rows) == 5000:
-            store.events.write([batch])
-            batch = WriteBatch(1)
-    if batch.rows:
-        store.events.write([batch])
+    _write_synthetic(store.events, n_events)
     store.db.checkpoint()
     store.close()
     seconds = time.perf_counter() - started
@@ -256,15 +261,7 @@ def build_postgres(url: str, n_events: int) -> float:
         if store.events.count() > 0:
             return 0.0
         started = time.perf_counter()
-        batch = WriteBatch(1)
-        for key, row in enumerate(synthetic_rows(n_events), start=1):
-            batch.keys.append((row[_COLUMN["ts"]] * 1000, key))
-            batch.rows.append(row)
-            if len(batch.rows) == 5000:
-                store.events.write([batch])
-                batch = WriteBatch(1)
-        if batch.rows:
-            store.events.write([batch])
+        _write_synthetic(store.events, n_events)
     finally:
         store.close()
     # What autovacuum would have done by the time anyone queries a week of events:

@@ -32,7 +32,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -46,6 +45,7 @@ sys.path[:0] = [str(REPO), str(BENCH)]
 
 import httpx  # noqa: E402
 import loadgen  # noqa: E402
+from serving import free_port, wait_healthy  # noqa: E402
 
 from privacy.events import EVENT_TYPE_CODES  # noqa: E402
 from privacy.keyring import MasterKey  # noqa: E402
@@ -173,26 +173,6 @@ def _window(results: list[list[float]], start: float, end: float) -> dict[str, A
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_healthy(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited ({proc.returncode}); see bench/out/retention-run")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("the server did not become healthy")
-
-
 def _retention_entry(port: int, token: str) -> dict[str, Any] | None:
     body = httpx.get(
         f"http://127.0.0.1:{port}/v1/audit",
@@ -244,7 +224,7 @@ def main() -> int:
 
     # The first scheduled sweep is due one interval after start: after the baseline.
     interval = args.baseline + 5.0 if args.sweeper == "server" else 86_400.0
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TACIT_")}
     env |= {
         "TACIT_DATA_DIR": str(run_dir),
@@ -264,7 +244,7 @@ def main() -> int:
         )
     load: subprocess.Popen[bytes] | None = None
     try:
-        _wait_healthy(port, server)
+        wait_healthy(port, server, log="bench/out/retention-run")
         served_at = time.time()
         load = subprocess.Popen(
             [

@@ -46,12 +46,10 @@ class EpochKeys:
 
     def pseudonym(self, field: str, value: str) -> int:
         """The pseudonym of ``value`` in ``field``: a signed 64-bit integer."""
-        mac = self._templates[field].copy()
-        mac.update(value.encode())
-        return int.from_bytes(mac.finalize()[:8], "big", signed=True)
+        return self.hasher(field)(value)
 
     def hasher(self, field: str) -> Callable[[str], int]:
-        """:meth:`pseudonym` for one field, with its key bound once.
+        """The pseudonym function of one field, with its key bound once.
 
         Ingestion hashes five fields of every event; the field's keyed template is looked
         up once here rather than on every call.

@@ -155,19 +155,18 @@ def _serve(args: argparse.Namespace) -> int:
         env["TACIT_DATABASE_URL"] = settings.database_url
     if args.access_log:
         env["TACIT_ACCESS_LOG"] = "1"
+    os.environ.update(env)
     writer = None
     if settings.resolved_database_url.startswith("sqlite:"):
         from service.ingest.writer_process import WriterSupervisor, WriterUnavailable
 
         writer = WriterSupervisor()  # reads its settings from the environment, like workers
-        os.environ.update(env)
         try:
             writer.start()
         except WriterUnavailable as exc:
             writer.stop()
             raise CliError(str(exc)) from exc
-        env["TACIT_WRITER_SOCKET"] = writer.socket_path
-    os.environ.update(env)
+        os.environ["TACIT_WRITER_SOCKET"] = writer.socket_path
     print(
         f"Tacit listening on http://{host}:{port} (policy {settings.policy.name}, "
         f"store {settings.resolved_database_url.split('://')[0]}, workers {args.workers})",

@@ -89,14 +89,7 @@ class Ingestor:
 
     def prepare(self, parsed: Parsed, source_id: int) -> Prepared:
         now = self._clock()
-        ctx = StepContext(
-            self._policy,
-            self._keyring,
-            now,
-            self._max_future,
-            self._calibrating(now),
-            self._facts,
-        )
+        ctx = StepContext(self._keyring, now, self._max_future, self._calibrating(now), self._facts)
         prepared = Prepared(WriteBatch(source_id), [])
         drafts = [Draft(index, event) for index, event in parsed.events]
         for _name, step in STEPS:

@@ -118,19 +118,18 @@ class Hashers(NamedTuple):
 
 @dataclass
 class StepContext:
-    """What the steps may consult: the policy, the keyring and the request's clock.
+    """What the steps may consult: the policy's facts, the keyring and the request's clock.
 
     One context serves a whole batch: it works out once what every event of the batch
     would otherwise recompute (the oldest live epoch, keys) and collects the drafts the
     steps drop. ``facts`` may be shared by every request under the same policy.
     """
 
-    policy: Policy
     keyring: Keyring
     now: datetime
     max_future: timedelta
     calibrating: bool
-    facts: PolicyFacts | None = None
+    facts: PolicyFacts
     dropped: list[tuple[Draft, Drop]] = field(default_factory=list)
     now_ms: int = field(init=False)
     latest_ms: int = field(init=False)  # stored times after this are in the future
@@ -138,8 +137,6 @@ class StepContext:
     _hashers: dict[int, Hashers] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.facts is None:
-            self.facts = PolicyFacts(self.policy)
         self.now_ms = to_ms(self.now)
         self.latest_ms = to_ms(self.now + self.max_future)
         self.oldest_live = self.keyring.oldest_live_epoch(self.now)
@@ -159,7 +156,6 @@ Step = Callable[[list[Draft], StepContext], list[Draft]]
 
 
 def clock(drafts: list[Draft], ctx: StepContext) -> list[Draft]:
-    assert ctx.facts is not None
     rotation = ctx.facts.rotation_ms
     now_ms, latest, oldest = ctx.now_ms, ctx.latest_ms, ctx.oldest_live
     kept = []
@@ -195,7 +191,6 @@ def _in_future(ctx: StepContext) -> Drop:
 
 
 def policy(drafts: list[Draft], ctx: StepContext) -> list[Draft]:
-    assert ctx.facts is not None
     allowed = ctx.facts.event_types
     surfaces, tasks, cohorts, models = ctx.facts.labels
     kept = []
@@ -220,7 +215,6 @@ def policy(drafts: list[Draft], ctx: StepContext) -> list[Draft]:
 
 
 def pseudonymize(drafts: list[Draft], ctx: StepContext) -> list[Draft]:
-    assert ctx.facts is not None
     keep_session, keep_query, keep_response = ctx.facts.pseudonymized
     # People and sessions recur within a batch (an SDK batches one app's traffic): each
     # distinct (epoch, value) is hashed once per batch.
@@ -262,7 +256,6 @@ _TWO_64 = float(1 << 64)
 
 
 def sample(drafts: list[Draft], ctx: StepContext) -> list[Draft]:
-    assert ctx.facts is not None
     rates = ctx.facts.rates
     if ctx.calibrating or all(rate >= 1.0 for rate in rates.values()):
         return drafts
@@ -292,7 +285,6 @@ def sample(drafts: list[Draft], ctx: StepContext) -> list[Draft]:
 
 
 def coarsen(drafts: list[Draft], ctx: StepContext) -> list[Draft]:
-    assert ctx.facts is not None
     precision = ctx.facts.precision_s
     for draft in drafts:
         seconds = draft.stored_ms // 1000
