@@ -46,6 +46,17 @@ def test_a_revoked_token_resolves_to_nobody(store: Store) -> None:
     assert info.revoked_at is not None
 
 
+def test_a_token_revoked_on_one_node_stops_resolving_at_once_on_another(
+    open_node: Callable[[], Store],
+) -> None:
+    revoker, server = open_node(), open_node()
+    revoker.tokens.create("analyst", Role.ANALYST, digest("t1"), None, NOW, "cli")
+    for _ in range(3):  # resolved on every request: whatever a node keeps, it has it now
+        assert server.tokens.principal(digest("t1")) is not None
+    revoker.tokens.revoke("analyst", NOW, "cli")
+    assert server.tokens.principal(digest("t1")) is None
+
+
 def test_revoking_an_unknown_token_says_so(store: Store) -> None:
     with pytest.raises(NotFound):
         store.tokens.revoke("ghost", NOW, "cli")

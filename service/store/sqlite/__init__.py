@@ -33,4 +33,5 @@ class SQLiteStore:
         self.db.migrate()
 
     def close(self) -> None:
+        self.tokens.close()
         self.db.close()

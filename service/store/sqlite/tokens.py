@@ -1,14 +1,24 @@
-"""Bearer tokens in SQLite: only SHA-256 digests are stored."""
+"""Bearer tokens in SQLite: only SHA-256 digests are stored.
+
+Every request resolves its token, so each process keeps the principals it resolved for
+as long as the tokens' change counter (:mod:`service.store.sqlite.generation`) stays
+put; a revocation moves it before it commits, so a revoked token stops working at once
+in every process.
+"""
 
 from __future__ import annotations
 
 import hmac
 import sqlite3
 from datetime import datetime
+from pathlib import Path
 
 from service.store.base import Conflict, NotFound, Principal, Role, TokenInfo
 from service.store.sqlite.audit import SQLiteAudit
 from service.store.sqlite.db import Database, from_ms, to_ms
+from service.store.sqlite.generation import Generation
+
+MAX_KEPT = 4096  # principals kept per process; only tokens that resolved are kept
 
 
 def source_id(conn: sqlite3.Connection, name: str) -> int:
@@ -21,6 +31,9 @@ class SQLiteTokens:
     def __init__(self, db: Database, audit: SQLiteAudit) -> None:
         self._db = db
         self._audit = audit
+        self._generation = Generation(Path(f"{db.path}.tokens-generation"))
+        self._seen = self._generation.read()
+        self._kept: dict[bytes, tuple[int, Principal]] = {}
 
     def create(
         self, name: str, role: Role, digest: bytes, source: str | None, now: datetime, actor: str
@@ -38,6 +51,22 @@ class SQLiteTokens:
             self._audit.append_in(conn, "token_created", actor, detail, now)
 
     def principal(self, digest: bytes) -> Principal | None:
+        generation = self._generation.read()
+        if generation != self._seen:
+            self._kept.clear()
+            self._seen = generation
+        kept = self._kept.get(digest)
+        if kept is not None and kept[0] == generation:
+            return kept[1]
+        principal = self._resolve(digest)
+        # Keep it only if no change began or ended while it was read.
+        if principal is not None and generation % 2 == 0 and self._generation.read() == generation:
+            if len(self._kept) >= MAX_KEPT:
+                self._kept.clear()
+            self._kept[digest] = (generation, principal)
+        return principal
+
+    def _resolve(self, digest: bytes) -> Principal | None:
         with self._db.read() as conn:
             row = conn.execute(
                 "SELECT name, role, source_id, digest FROM tokens "
@@ -64,7 +93,7 @@ class SQLiteTokens:
         ]
 
     def revoke(self, name: str, now: datetime, actor: str) -> None:
-        with self._db.write() as conn:
+        with self._generation.change(), self._db.write() as conn:
             cur = conn.execute(
                 "UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
                 (to_ms(now), name),
@@ -72,3 +101,6 @@ class SQLiteTokens:
             if cur.rowcount == 0:
                 raise NotFound(f"no active token named {name!r}; see `tacit token list`")
             self._audit.append_in(conn, "token_revoked", actor, {"name": name}, now)
+
+    def close(self) -> None:
+        self._generation.close()
