@@ -107,6 +107,10 @@ def create_app(
         version="0.1.0",
         summary="Privacy-first aggregation of implicit feedback from LLM products.",
         lifespan=lifespan,
+        # Tacit's telemetry is its own (/metrics, service/logging.py), and says nothing of
+        # callers; FastAPI's OpenTelemetry spans would record addresses and user agents,
+        # and checking whether they are configured cost every request ~6 µs.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.tacit = state
     for router in ROUTERS:
