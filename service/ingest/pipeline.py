@@ -118,12 +118,14 @@ class Ingestor:
         return prepared
 
     def report(self, prepared: Prepared, flags: list[bool]) -> Report:
+        if len(flags) != len(prepared.row_events):
+            raise ValueError("the store answered for a different number of rows")
         results = list(prepared.dropped)
-        duplicates = 0
-        for (index, event_id), stored in zip(prepared.row_events, flags, strict=True):
-            if not stored:
-                duplicates += 1
-                results.append(Result(index, event_id, "duplicate"))
+        duplicates = flags.count(False)
+        if duplicates:  # most batches have none: no per-event loop for them
+            for (index, event_id), stored in zip(prepared.row_events, flags, strict=True):
+                if not stored:
+                    results.append(Result(index, event_id, "duplicate"))
         results.sort(key=lambda r: r.index)
         by_reason = Counter(r.reason for r in results if r.status == "rejected")
         sampled = sum(1 for r in results if r.status == "sampled_out")
