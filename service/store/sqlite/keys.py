@@ -30,7 +30,7 @@ from service.store.sqlite.db import Database
 
 Key = tuple[int, int, int]  # (ts_ms, source_id, eid)
 
-FOLD_ROWS = 100_000  # log rows that make a fold due (~15 MB of keys in memory)
+FOLD_ROWS = 25_000  # log rows that make a fold due (~4 MB of keys in memory)
 GENERATION = "event_keys_log_generation"  # meta key, bumped whenever log rows go away
 
 _APPEND = {
