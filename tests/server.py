@@ -69,8 +69,10 @@ class Server:
         env: Mapping[str, str] | None = None,
         args: Iterable[str] = (),
         startup_timeout: float = 30.0,
+        new_session: bool = False,
     ) -> None:
         self.data_dir = data_dir
+        self.new_session = new_session  # its own process group, as a terminal's job is
         self.policy = policy
         self.database_url = database_url
         self.args = list(args)
@@ -226,6 +228,7 @@ class Server:
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            start_new_session=self.new_session,
         )
 
     def _wait_healthy(self) -> bool:

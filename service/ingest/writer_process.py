@@ -13,7 +13,10 @@ The process folds whatever batches are waiting, from every worker, into one tran
 commits it durably, and only then answers each batch with its flags; a worker answers
 its client only after that. If the process dies, every batch it had not answered is
 refused with 503 (nothing of it was acknowledged, so the client retries safely) and the
-supervisor starts a new one.
+supervisor starts a new one. It ignores SIGINT and SIGTERM, which reach it with the rest of
+its process group (Ctrl-C, a service manager's stop) while the workers still finish their
+requests through it: it stops when the supervisor closes its stdin, after the workers, or
+when the supervisor dies.
 
 Frames are a 4-byte big-endian length and a :mod:`marshal` payload (ints, floats,
 strings, None; no code runs on loading): a request is ``(id, source_id, keys, rows,
@@ -85,15 +88,23 @@ class _Peer:
         return out
 
 
-def serve(listener: socket.socket, events: EventRepository, stop: threading.Event) -> None:
-    """Answer write requests until ``stop`` is set or the parent process is gone."""
+def serve(
+    listener: socket.socket,
+    events: EventRepository,
+    stop: threading.Event,
+    control: int | None = None,
+) -> None:
+    """Answer write requests until ``stop`` is set or the ``control`` pipe (the read end
+    of one the supervisor holds) reaches its end: the supervisor closed it, or died."""
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
+    if control is not None:
+        selector.register(control, selectors.EVENT_READ)
     try:
-        _serve(listener, events, stop, selector)
+        _serve(listener, events, stop, selector, control)
     finally:  # workers learn at once that their unanswered batches were not written
         for key in list(selector.get_map().values()):
-            if key.fileobj is not listener:
+            if isinstance(key.data, _Peer):
                 key.data.sock.close()
         selector.close()
 
@@ -103,11 +114,15 @@ def _serve(
     events: EventRepository,
     stop: threading.Event,
     selector: selectors.BaseSelector,
+    control: int | None,
 ) -> None:
-    parent = os.getppid()
     pending: list[tuple[_Peer, int, WriteBatch]] = []
     while not stop.is_set():
+        ended = False
         for key, _ in selector.select(timeout=0 if pending else 0.2):
+            if key.fileobj == control:
+                ended = not os.read(control, 64)  # nothing is ever written to it
+                continue
             if key.fileobj is listener:
                 conn, _ = listener.accept()
                 selector.register(conn, selectors.EVENT_READ, _Peer(conn))
@@ -125,14 +140,15 @@ def _serve(
             peer.buffer += data
             for request_id, source_id, keys, rows, quarantine in peer.frames():
                 pending.append((peer, request_id, WriteBatch(source_id, keys, rows, quarantine)))
+        if ended:  # write what has arrived, then stop
+            for start in range(0, len(pending), MAX_GROUP):
+                _commit(events, pending[start : start + MAX_GROUP])
+            return
         if pending:
             group, pending = pending[:MAX_GROUP], pending[MAX_GROUP:]
             _commit(events, group)
             if not pending:
                 maintain(events)
-        elif os.getppid() != parent:
-            log.warning("the serving process is gone: the writer stops")
-            return
 
 
 def _commit(events: EventRepository, group: list[tuple[_Peer, int, WriteBatch]]) -> None:
@@ -156,9 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     (socket_path,) = argv if argv is not None else sys.argv[1:]
     settings = Settings()
     configure(settings.log_level)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    # Ctrl-C in a terminal and a service manager's stop signal every process of the group
+    # at once, but the workers, which get them too, finish their requests through this
+    # process: it stops only when the supervisor closes its stdin (or dies).
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     store = open_store(
         settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous
     )
@@ -170,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         listener.bind(socket_path)
         os.chmod(socket_path, 0o600)
         listener.listen(128)
-        serve(listener, store.events, stop)
+        serve(listener, store.events, threading.Event(), control=sys.stdin.fileno())
     finally:
         listener.close()
         store.close()
@@ -201,11 +219,11 @@ class WriterSupervisor:
         self._monitor.start()
 
     def stop(self, timeout: float = 15.0) -> None:
-        """Stop the process (after the workers: it finishes the group it is writing)."""
+        """Stop the process (after the workers: it writes what it has received first)."""
         self._stopping.set()
         process = self._process
         if process is not None and process.poll() is None:
-            process.terminate()
+            _close(process)
             try:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -219,7 +237,8 @@ class WriterSupervisor:
         # -P: without the working directory on sys.path, so the writer imports the same
         # code as the workers and never a `service` package that happens to lie there.
         command = [sys.executable, "-P", "-m", "service.ingest.writer_process", self.socket_path]
-        process = subprocess.Popen(command)  # noqa: S603 (this interpreter, our module)
+        # Its stdin is its lifeline: closed by stop(), or by the kernel if this process dies.
+        process = subprocess.Popen(command, stdin=subprocess.PIPE)  # noqa: S603 (our module)
         self._process = process
         deadline = time.monotonic() + _START_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -239,6 +258,7 @@ class WriterSupervisor:
             process = self._process
             assert process is not None
             code = process.wait()
+            _close(process)
             if self._stopping.is_set():
                 return
             log.error("the writer process exited with code %s: starting a new one", code)
@@ -247,6 +267,12 @@ class WriterSupervisor:
                 self._spawn()
             except WriterUnavailable as exc:
                 log.error("%s; trying again", exc)
+
+
+def _close(process: subprocess.Popen[bytes]) -> None:
+    if process.stdin is not None:
+        with contextlib.suppress(OSError):
+            process.stdin.close()
 
 
 # ---------------------------------------------------------------------- in each worker

@@ -17,6 +17,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 from factories import event
 from server import Server
@@ -75,6 +76,44 @@ def test_stopping_the_server_stops_its_writer_and_removes_the_socket(
     server.stop()
     assert not Path(f"/proc/{writer}").exists()
     assert not socket_dir.exists()
+
+
+@pytest.mark.slow  # ~5 s: a real server under load, stopped by a group signal
+def test_a_signal_to_the_whole_process_group_stops_the_writer_after_the_workers(
+    tmp_path: Path, master_key_b64: str
+) -> None:
+    # Ctrl-C in a terminal, or a service manager stopping a unit, signals every process
+    # of the group at once: the workers then finish their requests, which need the writer.
+    data_dir = tmp_path / "data"
+    server = Server(data_dir, master_key_b64, args=["--workers", "2"], new_session=True).start()
+    token = server.create_token("ingest", "app", "web")
+    statuses: list[int] = []
+    answered = threading.Event()
+
+    def post_until_refused() -> None:
+        while True:
+            events = [event(at=datetime.now(UTC)) for _ in range(50)]
+            try:
+                statuses.append(server.post_events(events, token).status_code)
+            except httpx.TransportError:
+                return  # the server stopped taking requests: nothing more was acknowledged
+            if len(statuses) >= 20:
+                answered.set()
+
+    posters = [threading.Thread(target=post_until_refused) for _ in range(4)]
+    for poster in posters:
+        poster.start()
+    assert answered.wait(30), "the server answered fewer than 20 batches in 30 s"
+    os.killpg(server.pid, signal.SIGINT)
+    for poster in posters:
+        poster.join(30)
+    server.stop()
+
+    assert 503 not in statuses, statuses
+    assert set(statuses) == {200}
+    log = server.log_text()
+    assert "starting a new one" not in log and "Traceback" not in log, log
+    assert stored(data_dir) >= 50 * len(statuses)
 
 
 def test_the_writer_never_imports_code_from_the_working_directory(
