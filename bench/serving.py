@@ -1,4 +1,5 @@
-"""Starting a server for a benchmark: a free port, and waiting until it answers."""
+"""Starting a server for a benchmark: a free port, waiting until it answers, and how fast
+the host is at that moment."""
 
 from __future__ import annotations
 
@@ -32,3 +33,16 @@ def wait_healthy(
             pass
         time.sleep(0.2)
     raise SystemExit(f"the server on port {port} did not answer /healthz in {timeout:.0f} s{see}")
+
+
+def host_loop_s() -> float:
+    """CPU seconds this process takes to add up 20M integers: the host's speed right now.
+
+    This machine's speed drifts by up to ~1.8 x within minutes (docs/benchmarks.md);
+    recorded before and after a run, it says which moment a figure comes from.
+    """
+    start = time.process_time()
+    total = 0
+    for i in range(20_000_000):
+        total += i
+    return time.process_time() - start
