@@ -284,7 +284,7 @@ def main() -> int:
     load_before = _load()
     print(f"load average before: {load_before} ({os.cpu_count()} cores, shared with the load)")
     loop_before = host_loop_s()
-    print(f"host speed before: {loop_before:.2f} s for the fixed loop (1.65 s at its fastest)")
+    print(f"host speed before: {loop_before:.2f} s for the fixed loop (lower is faster)")
     env = {
         **os.environ,
         "TACIT_MASTER_KEY_FILE": str(KEY_FILE),
