@@ -18,7 +18,7 @@ from typing import Any
 from privacy.durations import format_duration
 from privacy.events import CONTEXT_DIMENSIONS, IDENTIFIER_FIELDS, OTHER, EventType
 from privacy.guarantee import Guarantee, epsilon_equivalent, guarantee_of, longest_retention
-from privacy.metrics import METRICS, granted, metrics_for
+from privacy.metrics import granted, metrics_for
 from privacy.policy import IdentifierAction, Policy
 
 __all__ = ["Explanation", "Section", "explain"]
@@ -335,13 +335,6 @@ def _questions(policy: Policy) -> tuple[str, ...]:
         points.append(
             f"Weak signals ({', '.join(m.cohort_level_only)}) may be broken down only by day "
             "and cohort."
-        )
-    known = {name for metric in METRICS.values() for name in (metric.name, metric.family)}
-    named = [*m.cohort_level_only, *(n for names in q.analyst_metrics.values() for n in names)]
-    unknown = sorted({n for n in named if n not in known})
-    if unknown:
-        points.append(
-            f"Not metric names (they match no metric and have no effect): {', '.join(unknown)}."
         )
     points += [
         f"A query rephrasing counts as a reformulation only from a similarity of "

@@ -108,6 +108,20 @@ def _duplicates(values: Sequence[Any], *path: str | int) -> list[Violation]:
     return found
 
 
+def _unknown_metrics(names: Sequence[str], *path: str | int) -> list[Violation]:
+    """A name that matches no metric would restrict nothing: in ``cohort_level_only`` a
+    typo would leave the metric it meant free to be sliced finely."""
+    # privacy.metrics builds on this module: its catalogue is looked up at check time.
+    from privacy.metrics import METRICS
+
+    known = sorted({n for m in METRICS.values() for n in (m.name, m.family) if n})
+    return [
+        Violation((*path, i), f"{name!r} is not a metric; metrics: {', '.join(known)}")
+        for i, name in enumerate(names)
+        if name not in known
+    ]
+
+
 def _reject_bool(value: Any) -> Any:
     # Literal[1] would accept True (True == 1); a version is a number.
     if isinstance(value, bool):
@@ -276,8 +290,8 @@ class MetricSettings(_Section):
 
     @field_validator("cohort_level_only")
     @classmethod
-    def _unique(cls, names: list[str]) -> list[str]:
-        raise_all(_duplicates(names))
+    def _known_and_unique(cls, names: list[str]) -> list[str]:
+        raise_all(_unknown_metrics(names) + _duplicates(names))
         return names
 
 
@@ -304,8 +318,14 @@ class QueryPolicy(_Section):
 
     @field_validator("analyst_metrics")
     @classmethod
-    def _unique(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
-        raise_all([v for name, metrics in value.items() for v in _duplicates(metrics, name)])
+    def _known_and_unique(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        raise_all(
+            [
+                v
+                for name, metrics in value.items()
+                for v in _unknown_metrics(metrics, name) + _duplicates(metrics, name)
+            ]
+        )
         return value
 
     @model_validator(mode="after")

@@ -142,11 +142,6 @@ def test_metrics_restricted_per_analyst_are_listed(strict_text: str) -> None:
     assert "by position 1 to 3" in strict_text
 
 
-def test_names_that_match_no_metric_are_pointed_out() -> None:
-    text = text_of(policy(privacy={"analyst_metrics": {"bob": ["task_completion_rat"]}}))
-    assert "(they match no metric and have no effect): task_completion_rat" in text
-
-
 # --- budgets and the guarantee -----------------------------------------------------------
 
 

@@ -465,6 +465,12 @@ BROKEN = [
     ),
     (MINIMAL + "  metrics: [1, 2]\n", 7, "privacy.metrics"),
     (MINIMAL + "  analyst_metrics:\n    bob: [Dwell Time]\n", 8, "privacy.analyst_metrics.bob[0]"),
+    (MINIMAL + "  analyst_metrics:\n    bob: [dwel_time]\n", 8, "privacy.analyst_metrics.bob[0]"),
+    (
+        MINIMAL + "  metrics:\n    cohort_level_only: [dwell_time, scrol_depth]\n",
+        8,
+        "privacy.metrics.cohort_level_only[1]",
+    ),
     (MINIMAL + "identifiers:\n  fields:\n    user_id: keep\n", 9, "identifiers.fields.user_id"),
     (MINIMAL + "identifiers: 1d\n", 7, "identifiers"),
     (MINIMAL + "event_types: []\n", 7, "event_types"),
