@@ -29,8 +29,9 @@ _MAX_ZONES = 4096  # RFC 3339 offsets are whole minutes within a day: 2,879 at m
 
 def to_ms(t: datetime) -> int:
     """Milliseconds since the Unix epoch of an aware datetime, exactly (floor)."""
-    epoch = _EPOCH_IN.get(t.tzinfo)
-    if epoch is None:
+    try:
+        epoch = _EPOCH_IN[t.tzinfo]
+    except (KeyError, TypeError):  # a zone not seen yet, or one that cannot be a key
         epoch = _epoch_in(t.tzinfo)
     return (t - epoch) // _MS
 

@@ -4,7 +4,7 @@ whatever its zone object, and refused for a naive one."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -64,6 +64,29 @@ def test_a_zone_with_daylight_saving_converts_exactly(wall: datetime) -> None:
     # A second datetime of the same zone object must not share a "fast" epoch with it.
     winter = datetime(2026, 1, 15, 12, 0, tzinfo=ZoneInfo("Europe/Paris"))
     assert to_ms(winter) - to_ms(paris) == reference(winter) - reference(paris)
+
+
+class Unhashable(tzinfo):
+    """A fixed offset as some libraries write it: equality defined, so no hash."""
+
+    def __init__(self, minutes: int) -> None:
+        self.offset = timedelta(minutes=minutes)
+
+    def utcoffset(self, dt: datetime | None) -> timedelta:
+        return self.offset
+
+    def dst(self, dt: datetime | None) -> timedelta:
+        return timedelta(0)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Unhashable) and other.offset == self.offset
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def test_a_zone_that_cannot_be_a_dict_key_converts_exactly() -> None:
+    t = datetime(2026, 11, 26, 12, 0, 0, 123_456, tzinfo=Unhashable(-330))
+    assert to_ms(t) == reference(t)
 
 
 def test_a_naive_datetime_is_refused() -> None:
