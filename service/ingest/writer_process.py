@@ -88,20 +88,14 @@ class _Peer:
         return out
 
 
-def serve(
-    listener: socket.socket,
-    events: EventRepository,
-    stop: threading.Event,
-    control: int | None = None,
-) -> None:
-    """Answer write requests until ``stop`` is set or the ``control`` pipe (the read end
-    of one the supervisor holds) reaches its end: the supervisor closed it, or died."""
+def serve(listener: socket.socket, events: EventRepository, control: int) -> None:
+    """Answer write requests until the ``control`` pipe (the read end of one the
+    supervisor holds) reaches its end: the supervisor closed it, or died."""
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
-    if control is not None:
-        selector.register(control, selectors.EVENT_READ)
+    selector.register(control, selectors.EVENT_READ)
     try:
-        _serve(listener, events, stop, selector, control)
+        _serve(listener, events, selector, control)
     finally:  # workers learn at once that their unanswered batches were not written
         for key in list(selector.get_map().values()):
             if isinstance(key.data, _Peer):
@@ -112,14 +106,13 @@ def serve(
 def _serve(
     listener: socket.socket,
     events: EventRepository,
-    stop: threading.Event,
     selector: selectors.BaseSelector,
-    control: int | None,
+    control: int,
 ) -> None:
     pending: list[tuple[_Peer, int, WriteBatch]] = []
-    while not stop.is_set():
+    while True:
         ended = False
-        for key, _ in selector.select(timeout=0 if pending else 0.2):
+        for key, _ in selector.select(timeout=0 if pending else None):
             if key.fileobj == control:
                 ended = not os.read(control, 64)  # nothing is ever written to it
                 continue
@@ -188,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         listener.bind(socket_path)
         os.chmod(socket_path, 0o600)
         listener.listen(128)
-        serve(listener, store.events, threading.Event(), control=sys.stdin.fileno())
+        serve(listener, store.events, control=sys.stdin.fileno())
     finally:
         listener.close()
         store.close()

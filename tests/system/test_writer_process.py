@@ -158,8 +158,9 @@ def test_the_writer_answers_each_batch_with_its_flags_and_workers_see_it_go(
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen()
-    stop = threading.Event()
-    thread = threading.Thread(target=serve, args=(listener, store.events, stop))
+    control, stop_end = os.pipe()
+    stop = os.fdopen(stop_end, "wb")  # closing it (once or twice) stops the writer
+    thread = threading.Thread(target=serve, args=(listener, store.events, control))
     thread.start()
 
     async def scenario() -> None:
@@ -170,7 +171,7 @@ def test_the_writer_answers_each_batch_with_its_flags_and_workers_see_it_go(
         # Sent in this order on one connection: the first holds the new copy of key 3.
         assert (first, second) == ([True, True, True], [False, True])
         assert await writer.write(batch([1, 5])) == [False, True]
-        stop.set()
+        stop.close()
         thread.join()
         listener.close()
         with pytest.raises(WriterUnavailable):
@@ -180,7 +181,8 @@ def test_the_writer_answers_each_batch_with_its_flags_and_workers_see_it_go(
     try:
         asyncio.run(scenario())
     finally:
-        stop.set()
+        stop.close()
         thread.join()
+        os.close(control)
     assert store.events.count() == 5
     store.close()
