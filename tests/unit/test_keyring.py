@@ -63,9 +63,10 @@ def test_a_bound_hasher_gives_the_fields_pseudonym_and_is_an_hmac_sha256(
             keys.pseudonym(field, v) for v in ("a", "b", "é-1")
         ]
     salt = keyring._salt(IDS.epoch_of(T0))
-    key = derive_field_key(salt, "user_id")
-    expected = hmac.new(key, b"alice", hashlib.sha256).digest()[:8]
-    assert keys.hasher("user_id")("alice") == int.from_bytes(expected, "big", signed=True)
+    for field in ("user_id", "session_id", "query_id", "response_id", "event_id"):
+        expected = hmac.new(derive_field_key(salt, field), b"alice", hashlib.sha256).digest()
+        # Each field under its own key: HKDF of the salt with the field name.
+        assert keys.hasher(field)("alice") == int.from_bytes(expected[:8], "big", signed=True)
 
 
 def test_distinct_values_give_distinct_pseudonyms(keyring: Keyring) -> None:
