@@ -9,11 +9,14 @@ is never stored, logged, audited or returned; the audit entry holds the counts o
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
 from privacy.keyring import Keyring
 from service.store.base import Store
+
+log = logging.getLogger("tacit.erasure")
 
 
 @dataclass(frozen=True)
@@ -56,5 +59,9 @@ class Erasure:
                 subjects.append((epoch, keys.pseudonym("user_id", user_id)))
         events, quarantined = self._store.erasure.erase(subjects, now, actor)
         # Deleted rows must not survive in the WAL either.
-        self._store.retention.purge_deleted()
+        if not self._store.retention.purge_deleted():
+            log.warning(
+                "erasure: the WAL could not be truncated (a reader held an old snapshot); "
+                "the deleted rows leave it at the next retention run"
+            )
         return Erased(events, quarantined, len(subjects))

@@ -72,21 +72,27 @@ class Database:
         return conn
 
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction; commits on exit, rolls back on error."""
+    def turn(self) -> Iterator[None]:
+        """This process's turn among the writers (of every process), no transaction."""
         with self._write_lock:
             fcntl.flock(self._process_lock, fcntl.LOCK_EX)
             try:
-                conn = self._writer
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield conn
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
+                yield
             finally:
                 fcntl.flock(self._process_lock, fcntl.LOCK_UN)
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction; commits on exit, rolls back on error."""
+        with self.turn():
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:

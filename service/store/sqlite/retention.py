@@ -16,13 +16,17 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 
 from service.store.sqlite.audit import SQLiteAudit
-from service.store.sqlite.db import BUSY_TIMEOUT_MS, Database, to_ms
+from service.store.sqlite.db import Database, to_ms
 from service.store.sqlite.keys import bump_generation
 
 _CLAIM_KEY = "retention_claimed_at"
 # Expired events of one (epoch, type) after a given id: an index range, rowids ascending.
 _EXPIRED = "epoch = ? AND event_type = ? AND id > ? AND ts < ?"
-_CHECKPOINT_ATTEMPTS = 3
+# A truncating checkpoint holds the write lock while it waits for readers on an older
+# snapshot (a long query): it may wait this long per attempt, so writers wait no longer.
+PURGE_WAIT_MS = 50
+PURGE_PAUSE_S = 0.45  # between attempts, holding nothing
+PURGE_PATIENCE_S = 10.0  # then the next run tries again
 
 
 def delete_ids(conn: sqlite3.Connection, table: str, ids: Sequence[int]) -> int:
@@ -248,19 +252,29 @@ class SQLiteRetention:
             conn.close()
 
     def purge_deleted(self) -> bool:
-        # secure_delete (set on every connection) already zeroed the rows in their pages;
-        # the WAL still holds page images from before the deletes until it is folded
-        # into the database and truncated. A separate connection, so the checkpoint
-        # waits on SQLite's lock like any other process instead of holding the writer
-        # lock of this one.
-        conn = sqlite3.connect(self._db.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        """Fold the WAL into the database and truncate it; False if readers outlasted us.
+
+        secure_delete (set on every connection) already zeroed deleted rows in their
+        pages; the WAL still holds page images from before the deletes until it is
+        folded into the database and truncated. A truncating checkpoint needs the write
+        lock and every reader on the latest snapshot, and holds the lock while it waits
+        for them: with SQLite's 30 s busy timeout, one analyst query running across a
+        sweep stopped every ingestion write for as long as the query ran. So the copying
+        is done first by a passive checkpoint (no lock), and each truncating attempt
+        takes a turn among the writers and waits at most PURGE_WAIT_MS for readers.
+        """
+        conn = sqlite3.connect(self._db.path, isolation_level=None)
         try:
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            for attempt in range(_CHECKPOINT_ATTEMPTS):
-                busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            conn.execute(f"PRAGMA busy_timeout = {PURGE_WAIT_MS}")
+            deadline = time.monotonic() + PURGE_PATIENCE_S
+            while True:
+                with self._db.turn():
+                    busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
                 if busy == 0:
                     return True
-                time.sleep(0.05 * (attempt + 1))  # a reader is still on an old snapshot
-            return False
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(PURGE_PAUSE_S)
         finally:
             conn.close()
