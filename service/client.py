@@ -166,7 +166,8 @@ class Client:
         ``event_id`` and ``timestamp`` are filled in when absent; datetimes are sent as
         RFC 3339. When the buffer is full the event is dropped and counted, unless
         ``block`` is true: then the call waits for room (at most ``timeout`` seconds), which
-        suits backfills and simulations rather than request handlers. The event is copied
+        suits backfills and simulations rather than request handlers; if another thread
+        closes the client meanwhile, it raises :class:`ClientClosed`. The event is copied
         shallowly: do not change its nested ``payload`` or ``context`` after tracking it.
         """
         item = dict(event)
@@ -182,11 +183,13 @@ class Client:
         with self._lock:
             if self._closed:
                 raise ClientClosed("this client is closed: make a new one to send more events")
-            self._counts.tracked += 1
             if block and len(self._buffer) >= self.max_buffer:
                 self._room.wait_for(
                     lambda: len(self._buffer) < self.max_buffer or self._stop.is_set(), timeout
                 )
+                if self._stop.is_set():  # closed while we waited: not a drop, a refusal
+                    raise ClientClosed("the client was closed while this event waited for room")
+            self._counts.tracked += 1
             if len(self._buffer) >= self.max_buffer:
                 self._drop_one()
                 return

@@ -20,7 +20,7 @@ from factories import event
 from server import Server, create_token_in_process
 
 from privacy.keyring import MasterKey
-from service.client import BatchResult, Client, new_event_id
+from service.client import BatchResult, Client, ClientClosed, new_event_id
 
 EVENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")  # privacy.events.EventId
 UUID7 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -263,6 +263,39 @@ def test_a_full_buffer_drops_new_events_counts_reports_and_warns(
     episodes = re.findall(r"dropped (\d+) events while its buffer was full", caplog.text)
     assert sum(int(n) for n in episodes) == dropped
     assert stored(server) == (100 - dropped, 100 - dropped)
+
+
+def test_closing_wakes_a_track_waiting_for_room_with_client_closed(
+    server: Server, token: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="tacit.client")
+    server.stop()  # nothing drains the buffer
+    client = Client(
+        server.url, token, batch_size=10, max_buffer=20, flush_interval=0.01,
+        max_attempts=None, backoff_base=0.05, backoff_max=0.2,
+    )  # fmt: skip
+    raised: list[BaseException] = []
+
+    def backfill() -> None:  # a simulation or backfill: every event, waiting for room
+        try:
+            for e in fresh(100):
+                client.track(e, block=True)
+        except ClientClosed as exc:
+            raised.append(exc)
+
+    sender = threading.Thread(target=backfill)
+    sender.start()
+    deadline = time.monotonic() + 30
+    while client.pending < 20:  # the buffer is full: the sender waits for room
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    stats = client.close(timeout=0)
+    sender.join(10)
+    assert not sender.is_alive() and len(raised) == 1
+    # The waiting event was refused, not dropped: only what was queued is abandoned.
+    assert stats.dropped_overflow == 0 and "buffer is full" not in caplog.text
+    # A full buffer and at most one batch in flight; none could be delivered.
+    assert 20 <= stats.tracked <= 30 and stats.abandoned == stats.tracked
 
 
 # --- rejections -----------------------------------------------------------------------------
