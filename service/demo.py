@@ -30,6 +30,67 @@ MARKER = "demo.json"
 DAYS, USERS, SEED = 14, 3000, 7
 
 
+class Seeding:
+    """A seeding under way in a background thread of the serving process."""
+
+    def __init__(
+        self, loaded: LoadedPolicy, url: str, token: str, marker: Path, plan: dict[str, Any]
+    ) -> None:
+        from service.simulate import Sender
+
+        self._loaded, self._url, self._marker, self._plan = loaded, url, marker, plan
+        self._sender = Sender(url, token)
+        self._stopped = threading.Event()
+        self.thread = threading.Thread(target=self._seed, name="tacit-demo", daemon=True)
+
+    def stop(self) -> None:
+        """The server has stopped: abandon what is unsent at once (the next start resumes
+        it) rather than retry against a server that is gone."""
+        self._stopped.set()
+        self._sender.stop()
+
+    def _seed(self) -> None:
+        from service.simulate import Simulation, World
+
+        if not _wait_healthy(self._url, self._stopped):
+            if not self._stopped.is_set():
+                print("demo: the server did not come up; demo data not seeded", flush=True)
+            return
+        plan = self._plan
+        now = datetime.fromisoformat(plan["now"])
+        simulation = Simulation(
+            World.from_policy(self._loaded.policy),
+            days=int(plan["days"]),
+            users=int(plan["users"]),
+            seed=int(plan["seed"]),
+            now=now,
+        )
+        print(
+            f"demo: seeding {simulation.days} days of simulated traffic "
+            f"({simulation.users:,} users) in the background; the API is already up",
+            flush=True,
+        )
+        started = time.monotonic()
+        try:
+            stats = self._sender.run(simulation)
+        except Exception as exc:  # a demo must never take the server down
+            print(f"demo: seeding stopped ({type(exc).__name__}); it resumes on the next start")
+            return
+        if self._stopped.is_set():
+            print("demo: seeding stopped with the server; it resumes on the next start")
+            return
+        undelivered = stats.failed + stats.dropped_overflow + stats.abandoned
+        if undelivered:
+            print(f"demo: {undelivered:,} events were not delivered; seeding resumes next start")
+            return
+        _write(self._marker, {**plan, "status": "done", "events": stats.acknowledged})
+        print(
+            f"demo: {stats.accepted:,} events stored in {time.monotonic() - started:.0f} s. "
+            f"Try:\n  {try_query(self._url, simulation.first_day, now.date())}",
+            flush=True,
+        )
+
+
 def start(
     settings: Settings,
     loaded: LoadedPolicy,
@@ -38,9 +99,9 @@ def start(
     days: int = DAYS,
     users: int = USERS,
     seed: int = SEED,
-) -> threading.Thread | None:
+) -> Seeding | None:
     """Start seeding in the background unless this data dir was seeded or holds data; the
-    thread, or None when there is nothing to do."""
+    seeding, or None when there is nothing to do."""
     from service.cli.simulate import dev_token
 
     marker = settings.data_dir / MARKER
@@ -58,49 +119,9 @@ def start(
         now = datetime.now(UTC).isoformat()
         plan = {"status": "seeding", "now": now, "days": days, "users": users, "seed": seed}
         _write(marker, plan)
-    thread = threading.Thread(
-        target=_seed, args=(loaded, url, token, marker, plan), name="tacit-demo", daemon=True
-    )
-    thread.start()
-    return thread
-
-
-def _seed(loaded: LoadedPolicy, url: str, token: str, marker: Path, plan: dict[str, Any]) -> None:
-    from service.simulate import Simulation, World, run
-
-    if not _wait_healthy(url):
-        print("demo: the server did not come up; demo data not seeded", flush=True)
-        return
-    now = datetime.fromisoformat(plan["now"])
-    simulation = Simulation(
-        World.from_policy(loaded.policy),
-        days=int(plan["days"]),
-        users=int(plan["users"]),
-        seed=int(plan["seed"]),
-        now=now,
-    )
-    print(
-        f"demo: seeding {simulation.days} days of simulated traffic ({simulation.users:,} users) "
-        "in the background; the API is already up",
-        flush=True,
-    )
-    started = time.monotonic()
-    try:
-        stats = run(simulation, url, token)
-    except Exception as exc:  # a demo must never take the server down
-        print(f"demo: seeding stopped ({type(exc).__name__}); it resumes on the next start")
-        return
-    undelivered = stats.failed + stats.dropped_overflow + stats.abandoned
-    if undelivered:
-        print(f"demo: {undelivered:,} events were not delivered; seeding resumes next start")
-        return
-    _write(marker, {**plan, "status": "done", "events": stats.acknowledged})
-    first = simulation.first_day
-    print(
-        f"demo: {stats.accepted:,} events stored in {time.monotonic() - started:.0f} s. Try:\n"
-        f"  {try_query(url, first, now.date())}",
-        flush=True,
-    )
+    seeding = Seeding(loaded, url, token, marker, plan)
+    seeding.thread.start()
+    return seeding
 
 
 def local_url(host: str, port: int) -> str:
@@ -120,7 +141,7 @@ def try_query(url: str, first: date, last: date) -> str:
     )
 
 
-def _wait_healthy(url: str, timeout: float = 120.0) -> bool:
+def _wait_healthy(url: str, stopped: threading.Event, timeout: float = 120.0) -> bool:
     deadline = time.monotonic() + timeout
     with httpx.Client(base_url=url, timeout=2.0) as client:
         while time.monotonic() < deadline:
@@ -129,7 +150,8 @@ def _wait_healthy(url: str, timeout: float = 120.0) -> bool:
                     return True
             except httpx.TransportError:
                 pass
-            time.sleep(0.2)
+            if stopped.wait(0.2):
+                return False
     return False
 
 

@@ -139,12 +139,13 @@ def _serve(args: argparse.Namespace) -> int:
     check_store(settings)
     if settings.dev:
         bootstrap_dev_tokens(settings)
+    seeding = None
     if args.demo:  # after the tokens: the demo posts with the dev ingest token
         if not settings.dev:
             raise CliError("--demo seeds a development data dir: use it with --dev")
         from service import demo
 
-        demo.start(settings, policy_from(settings), demo.local_url(host, port))
+        seeding = demo.start(settings, policy_from(settings), demo.local_url(host, port))
     # Workers are separate processes: they read their settings from the environment.
     env = {
         "TACIT_DEV": "1" if settings.dev else "0",
@@ -184,12 +185,10 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=settings.log_level,
         timeout_graceful_shutdown=10,
     )
-    if writer is None:
-        run()
-        return 0
     # After a graceful shutdown on a signal, uvicorn raises that signal again so that the
-    # process ends as the signal would end it. The writer must stop first, after the
-    # workers: the signal is turned into an exception here and raised again at the end.
+    # process ends as the signal would end it. The demo and the writer must stop first,
+    # after the workers: the signal is turned into an exception here and raised again at
+    # the end.
     previous = {sig: signal.signal(sig, _signalled) for sig in _STOP_SIGNALS}
     received = None
     try:
@@ -197,9 +196,15 @@ def _serve(args: argparse.Namespace) -> int:
     except _Signalled as stop:
         received = stop.signum
     finally:
-        writer.stop()  # after the workers, which have answered their last requests
+        if seeding is not None:  # the server is gone: nothing it sends could arrive
+            seeding.stop()
+        if writer is not None:
+            writer.stop()  # after the workers, which have answered their last requests
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            # Python's own SIGINT handler would turn the signal into a KeyboardInterrupt
+            # and its traceback at the end of a clean stop (Ctrl-C on `make run`): end
+            # as the signal ends any program instead.
+            signal.signal(sig, signal.SIG_DFL if handler is signal.default_int_handler else handler)
     if received is not None:
         signal.raise_signal(received)
     return 0

@@ -5,6 +5,8 @@ server subprocesses on SQLite."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
 import subprocess
 import time
@@ -57,9 +59,9 @@ def test_the_demo_seeds_in_the_background_once(tmp_path: Path, master_key_b64: s
     loaded = load_policy(DEFAULT_POLICY)
     with Server(tmp_path / "data", master_key_b64, args=["--dev"]) as server:
         settings = settings_of(server, master_key_b64)
-        thread = demo.start(settings, loaded, server.url, days=3, users=40)
-        assert thread is not None
-        thread.join(timeout=120)
+        seeding = demo.start(settings, loaded, server.url, days=3, users=40)
+        assert seeding is not None
+        seeding.thread.join(timeout=120)
         assert (marker(server.data_dir) or {})["status"] == "done"
         seeded = events_in(server.data_dir)
         assert seeded > 100
@@ -100,6 +102,32 @@ def test_serve_demo_resumes_an_interrupted_seeding_and_then_never_seeds_again(
         server.restart()
         assert (marker(data) or {})["status"] == "done" and events_in(data) == seeded
         assert server.log_text().count("demo: seeding") == 1
+
+
+@pytest.mark.slow  # ~5 s: a real server seeding two weeks of traffic, stopped mid-way
+def test_ctrl_c_during_the_seeding_abandons_it_at_once_to_resume_next_start(
+    tmp_path: Path, master_key_b64: str
+) -> None:
+    data = tmp_path / "data"
+    server = Server(data, master_key_b64, args=["--dev", "--demo"], new_session=True).start()
+    try:
+        deadline = time.monotonic() + 60
+        while events_in(data) == 0:  # the seeding is delivering
+            assert time.monotonic() < deadline, server.log_tail()
+            time.sleep(0.1)
+        os.killpg(server.pid, signal.SIGINT)  # what Ctrl-C on `make run` sends
+        assert server.process is not None
+        # Ended by the signal, as Ctrl-C ends any program: no KeyboardInterrupt.
+        assert server.process.wait(30) == -signal.SIGINT
+    finally:
+        server.stop()
+    log = server.log_text()
+    # The client stopped at once instead of retrying against the stopped server until
+    # its exit-time flush gave up, and no event was "dropped" on the way out.
+    assert "demo: seeding stopped with the server; it resumes on the next start" in log, log
+    assert "buffer is full" not in log and "dropped" not in log, log
+    assert "Traceback" not in log, log
+    assert (marker(data) or {})["status"] == "seeding"  # resumed by the next start
 
 
 def test_demo_without_dev_is_refused(tmp_path: Path, master_key_b64: str) -> None:
