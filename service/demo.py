@@ -53,6 +53,7 @@ class Seeding:
         from service.simulate import Simulation, World
 
         if not _wait_healthy(self._url, self._stopped):
+            self._sender.stop()  # nothing was sent: its client has nothing to deliver
             if not self._stopped.is_set():
                 print("demo: the server did not come up; demo data not seeded", flush=True)
             return
