@@ -19,6 +19,7 @@ from service.app import create_app
 from service.cli.tokens import create_token
 from service.settings import DEFAULT_POLICY, Settings
 from service.store.base import Role
+from service.store.sqlite import SQLiteStore
 
 REPO = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -45,6 +46,15 @@ def clock() -> Clock:
 @pytest.fixture
 def master_key_b64() -> str:
     return MasterKey.generate_base64()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[SQLiteStore]:
+    """A migrated SQLite store in the test's temp dir (tacit.db), closed afterwards."""
+    store = SQLiteStore(tmp_path / "tacit.db")
+    store.migrate()
+    yield store
+    store.close()
 
 
 def make_settings(

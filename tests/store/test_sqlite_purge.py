@@ -20,14 +20,6 @@ from service.store.sqlite import SQLiteStore
 from service.store.sqlite import retention as sqlite_retention
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLiteStore]:
-    s = SQLiteStore(tmp_path / "t.db")
-    s.migrate()
-    yield s
-    s.close()
-
-
 def _commit(store: SQLiteStore, value: int) -> None:
     with store.db.write() as conn:
         conn.execute(
@@ -38,9 +30,9 @@ def _commit(store: SQLiteStore, value: int) -> None:
 
 
 @contextmanager
-def _old_snapshot(path: Path, store: SQLiteStore) -> Iterator[sqlite3.Connection]:
+def _old_snapshot(store: SQLiteStore) -> Iterator[sqlite3.Connection]:
     """A reader in the middle of a long query: its snapshot predates the last commit."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(store.db.path, isolation_level=None, check_same_thread=False)
     conn.execute("BEGIN")
     conn.execute("SELECT count(*) FROM meta").fetchone()
     _commit(store, 0)
@@ -52,18 +44,18 @@ def _old_snapshot(path: Path, store: SQLiteStore) -> Iterator[sqlite3.Connection
         conn.close()
 
 
-def _wal_bytes(path: Path) -> int:
-    return Path(f"{path}-wal").stat().st_size
+def _wal_bytes(store: SQLiteStore) -> int:
+    return Path(f"{store.db.path}-wal").stat().st_size
 
 
 def test_writers_go_on_while_a_reader_holds_up_the_purge(
-    store: SQLiteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sqlite_store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sqlite_retention, "PURGE_PATIENCE_S", 2.0)
-    path = tmp_path / "t.db"
-    other = SQLiteStore(path)  # its own lock file handle: queues like another process
+    store = sqlite_store
+    other = SQLiteStore(store.db.path)  # its own lock file handle: queues like another process
     try:
-        with _old_snapshot(path, store):
+        with _old_snapshot(store):
             outcome: list[bool] = []
             purge = threading.Thread(target=lambda: outcome.append(store.retention.purge_deleted()))
             purge.start()
@@ -83,17 +75,17 @@ def test_writers_go_on_while_a_reader_holds_up_the_purge(
             assert max(waits) < 1.0, f"a write waited {max(waits):.2f} s on the purge"
         # The reader has gone: the next purge empties the WAL.
         assert store.retention.purge_deleted() is True
-        assert _wal_bytes(path) == 0
+        assert _wal_bytes(store) == 0
     finally:
         other.close()
 
 
-def test_a_purge_waits_out_a_short_reader(store: SQLiteStore, tmp_path: Path) -> None:
-    path = tmp_path / "t.db"
-    with _old_snapshot(path, store) as reader:
+def test_a_purge_waits_out_a_short_reader(sqlite_store: SQLiteStore) -> None:
+    store = sqlite_store
+    with _old_snapshot(store) as reader:
         # The query ends 0.3 s into the purge, well within its patience.
         threading.Timer(0.3, lambda: reader.execute("COMMIT")).start()
         started = time.monotonic()
         assert store.retention.purge_deleted() is True
         assert time.monotonic() - started >= 0.3
-    assert _wal_bytes(path) == 0
+    assert _wal_bytes(store) == 0

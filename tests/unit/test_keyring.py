@@ -22,13 +22,6 @@ IDS = Identifiers()
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SQLiteStore:
-    s = SQLiteStore(tmp_path / "t.db")
-    s.migrate()
-    return s
-
-
-@pytest.fixture
 def keyring(store: SQLiteStore) -> Keyring:
     return Keyring(MasterKey.from_base64(MasterKey.generate_base64()), store.salts, IDS)
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,14 +20,6 @@ IDS = load_policy(DEFAULT_POLICY).policy.identifiers
 EPOCH = IDS.epoch_of(T0)
 EPOCHS = range(EPOCH - 3, EPOCH + 1)
 USERS = [f"user-{i}" for i in range(20)]
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLiteStore]:
-    s = SQLiteStore(tmp_path / "tacit.db")
-    s.migrate()
-    yield s
-    s.close()
 
 
 @pytest.fixture

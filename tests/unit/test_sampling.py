@@ -12,9 +12,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -51,14 +49,6 @@ class Pipeline:
     def prepare(self, events: list[dict[str, Any]]) -> Prepared:
         body = json.dumps({"events": events}).encode()
         return self.ingestor.prepare(parse_batch(body, len(events)), 1)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLiteStore]:
-    s = SQLiteStore(tmp_path / "tacit.db")
-    s.migrate()
-    yield s
-    s.close()
 
 
 @pytest.fixture
