@@ -28,6 +28,7 @@ log = logging.getLogger("tacit.demo")
 
 MARKER = "demo.json"
 DAYS, USERS, SEED = 14, 3000, 7
+STOP_WAIT_S = 5.0  # how long a stop waits for the seeding thread to wind up
 
 
 class Seeding:
@@ -48,6 +49,10 @@ class Seeding:
         it) rather than retry against a server that is gone."""
         self._stopped.set()
         self._sender.stop()
+        # Let the thread say so before the process ends: after a signal the process is
+        # ended by that signal, which neither waits for daemon threads nor flushes stdout.
+        if self.thread.is_alive() and self.thread is not threading.current_thread():
+            self.thread.join(STOP_WAIT_S)
 
     def _seed(self) -> None:
         from service.simulate import Simulation, World
@@ -75,14 +80,20 @@ class Seeding:
         try:
             stats = self._sender.run(simulation)
         except Exception as exc:  # a demo must never take the server down
-            print(f"demo: seeding stopped ({type(exc).__name__}); it resumes on the next start")
+            print(
+                f"demo: seeding stopped ({type(exc).__name__}); it resumes on the next start",
+                flush=True,
+            )
             return
         if self._stopped.is_set():
-            print("demo: seeding stopped with the server; it resumes on the next start")
+            print("demo: seeding stopped with the server; it resumes on the next start", flush=True)
             return
         undelivered = stats.failed + stats.dropped_overflow + stats.abandoned
         if undelivered:
-            print(f"demo: {undelivered:,} events were not delivered; seeding resumes next start")
+            print(
+                f"demo: {undelivered:,} events were not delivered; seeding resumes next start",
+                flush=True,
+            )
             return
         _write(self._marker, {**plan, "status": "done", "events": stats.acknowledged})
         print(
