@@ -27,7 +27,14 @@ from typing import Any
 
 from privacy.metrics import granted, metrics_for
 from privacy.policy import LoadedPolicy, Policy
-from privacy.query import QueryError, QueryPlan, QueryRequest, oldest_queryable_day, plan_query
+from privacy.query import (
+    QueryError,
+    QueryPlan,
+    QueryRequest,
+    dimension_keys,
+    oldest_queryable_day,
+    plan_query,
+)
 from service.errors import ApiError, BudgetExhausted, Forbidden, InvalidQuery
 from service.queries import budget
 from service.queries.engine import QueryEngine
@@ -79,6 +86,9 @@ class QueryService:
                     "denominator": m.denominator,
                     "unit": m.unit,
                     "group_by": ["day", *m.dimensions],
+                    # Each dimension's public keys: what a group-by yields and what
+                    # "filters" may name (the UI's filter control lists them).
+                    "keys": {d: list(dimension_keys(self.policy, m, d)) for d in m.dimensions},
                     "granted": granted(m, self.policy, analyst),
                 }
                 for m in metrics_for(self.policy)

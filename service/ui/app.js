@@ -247,6 +247,36 @@
       input.checked = keep.has(dim);
       box.append(h("label", { className: "chip", for: `gb-${dim}` }, input, h("span", { text: dim.replace("_", " ") })));
     }
+    renderFilters(m);
+  }
+
+  // A row of ticked keys per dimension (the catalogue's public keys); a value unticked
+  // stays unticked when the next metric has the same dimension.
+  function renderFilters(m) {
+    const box = $("filters");
+    const unticked = new Set([...box.querySelectorAll("input:not(:checked)")].map((i) => `${i.dataset.dim}:${i.value}`));
+    box.replaceChildren();
+    for (const [dim, keys] of Object.entries(m.keys || {})) {
+      const words = dim.replace("_", " ");
+      const chips = h("div", { className: "chips", role: "group", "aria-label": words });
+      keys.forEach((key, i) => {
+        const input = h("input", { type: "checkbox", value: String(key), id: `f-${dim}-${i}` });
+        input.dataset.dim = dim;
+        input.checked = !unticked.has(`${dim}:${key}`);
+        chips.append(h("label", { className: "chip", for: input.id }, input, h("span", { text: String(key) })));
+      });
+      box.append(h("div", { className: "filter" }, h("span", { className: "filter-dim", text: words }), chips));
+    }
+  }
+
+  function chosenFilters() {
+    const filters = {};
+    for (const row of $("filters").querySelectorAll(".filter")) {
+      const inputs = [...row.querySelectorAll("input")];
+      const kept = inputs.filter((i) => i.checked).map((i) => i.value);
+      if (kept.length < inputs.length) filters[inputs[0].dataset.dim] = kept;
+    }
+    return filters;
   }
 
   function queryBody() {
@@ -258,6 +288,8 @@
       end: $("end").value,
       group_by: (m ? m.group_by : []).filter((d) => checked.has(d)),
     };
+    const filters = chosenFilters();
+    if (Object.keys(filters).length) body.filters = filters;
     body[state.catalogue.unit === "rho" ? "rho" : "epsilon"] = Number($("budget-amount").value);
     return body;
   }
@@ -266,6 +298,9 @@
     if (!body.metric) return "Pick a metric.";
     if (!body.start || !body.end) return "Pick the first and the last day.";
     if (body.start > body.end) return "The first day must be on or before the last day.";
+    for (const [dim, kept] of Object.entries(body.filters || {})) {
+      if (!kept.length) return `Tick at least one ${dim.replace("_", " ")} value (all ticked: no filter).`;
+    }
     const b = body.epsilon ?? body.rho;
     if (!(b > 0)) return `The budget must be a number above 0.`;
     if (b > state.catalogue.max_per_query) return `One query may spend at most ${unitSymbol()} ${state.catalogue.max_per_query}.`;
@@ -373,7 +408,8 @@
     const charged = r.repeat
       ? `an earlier answer returned again at no cost (it cost ${sym} ${amount(r.cost.original_value)} per day)`
       : `${sym} ${amount(r.cost.value)} charged on each of ${r.cost.epochs.length} day${r.cost.epochs.length === 1 ? "" : "s"}`;
-    $("result-meta").textContent = `Release ${r.release_id} · ${charged}`;
+    const only = Object.entries(r.filters || {}).map(([d, keys]) => `${d.replace("_", " ")} ${keys.join(", ")}`);
+    $("result-meta").textContent = `Release ${r.release_id} · ${only.length ? `only ${only.join("; ")} · ` : ""}${charged}`;
     drawChart($("chart"), r.rows, dims, unit, metric ? metric.title : r.metric);
     $("chart-caption").textContent = "Dots are the released values; bars and bands are their 95 % intervals (the noise added for privacy).";
 
@@ -664,6 +700,7 @@
     $("metric").addEventListener("change", () => { renderMetric(); schedulePreview(0); });
     for (const id of ["start", "end", "budget-amount"]) $(id).addEventListener("input", () => schedulePreview());
     $("group-by").addEventListener("change", () => schedulePreview(0));
+    $("filters").addEventListener("change", () => schedulePreview(0));
     $("budget-range").addEventListener("input", () => {
       $("budget-amount").value = $("budget-range").value;
       schedulePreview();

@@ -148,6 +148,22 @@ def test_metrics_lists_the_catalogue_with_its_group_bys(api: QueryApi) -> None:
     assert metrics["event_count"]["description"]
 
 
+def test_metrics_lists_each_dimensions_keys_and_every_key_is_accepted_as_a_filter(
+    api: QueryApi,
+) -> None:
+    catalogue = api.client.get("/v1/metrics", headers=api.headers("alice")).json()
+    metrics = {m["name"]: m for m in catalogue["metrics"]}
+    assert metrics["event_count"]["keys"]["surface"] == ["chat", "search", "ide", "docs", "other"]
+    assert metrics["event_count"]["keys"]["cohort"] == ["control", "treatment", "other"]
+    assert metrics["click_through_rate"]["keys"]["position"] == [1, 2, 3, 4, 5]
+    for name, metric in metrics.items():
+        assert sorted(metric["keys"]) == sorted(metric["group_by"][1:]), name
+        for dim, keys in metric["keys"].items():
+            r = api.preview(metric=name, filters={dim: [str(keys[-1])]}, epsilon=0.5)
+            assert r.status_code == 200, (name, dim, r.json())
+            assert r.json()["filters"] == {dim: [str(keys[-1])]}
+
+
 def test_metrics_needs_an_analyst_token(api: QueryApi) -> None:
     assert api.client.get("/v1/metrics", headers=api.headers("app")).status_code == 403
     assert api.client.get("/v1/metrics").status_code == 401

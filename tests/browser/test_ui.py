@@ -182,6 +182,44 @@ def test_an_analyst_previews_runs_a_query_and_sees_the_chart_and_the_budget_go_d
     screenshot(browser, "analyst.png", tmp_path)
 
 
+def test_an_analyst_filters_to_some_values_and_the_answer_holds_only_those(
+    browser: WebDriver, site: Site
+) -> None:
+    sign_in(browser, site, create_token_in_process(site.server.data_dir, "analyst", "ui-filter"))
+    wait(browser).until(ec.visibility_of_element_located((By.ID, "query-form")))
+    Select(browser.find_element(By.ID, "metric")).select_by_value("event_count")
+    set_date(browser, "start", site.today - timedelta(days=6))
+    browser.find_element(By.CSS_SELECTOR, "label[for=gb-day]").click()  # off
+    browser.find_element(By.CSS_SELECTOR, "label[for=gb-surface]").click()  # on
+    rows = {
+        r.find_element(By.CLASS_NAME, "filter-dim").text: [
+            c.text for c in r.find_elements(By.CSS_SELECTOR, ".chip")
+        ]
+        for r in browser.find_elements(By.CSS_SELECTOR, "#filters .filter")
+    }
+    assert rows["surface"] == ["chat", "search", "ide", "docs", "other"]
+    assert rows["task type"][-1] == "other" and rows["cohort"] == ["control", "treatment", "other"]
+    preview = browser.find_element(By.ID, "preview")
+    wait(browser).until(lambda d: "(5 cells)" in preview.text)
+
+    # Untick everything but chat and ide: two cells, and the answer holds only those two.
+    for key in ("search", "docs", "other"):
+        index = rows["surface"].index(key)
+        browser.find_element(By.CSS_SELECTOR, f"label[for=f-surface-{index}]").click()
+    wait(browser).until(lambda d: "(2 cells)" in preview.text)
+    browser.find_element(By.ID, "run").click()
+    result = wait(browser).until(ec.visibility_of_element_located((By.ID, "result")))
+    assert "only surface chat, ide" in browser.find_element(By.ID, "result-meta").text
+    cells = [r.text for r in result.find_elements(By.CSS_SELECTOR, "#result-table tbody tr")]
+    assert [c.split()[0] for c in cells] == ["chat", "ide"]
+
+    # Nothing ticked in a row is no question at all: said at once, nothing can be run.
+    for index in (0, 2):
+        browser.find_element(By.CSS_SELECTOR, f"label[for=f-surface-{index}]").click()
+    wait(browser).until(lambda d: "Tick at least one surface value" in preview.text)
+    assert not browser.find_element(By.ID, "run").is_enabled()
+
+
 def test_the_compliance_view_shows_the_policy_in_plain_words_and_the_verified_audit_log(
     browser: WebDriver, site: Site, tmp_path: Path
 ) -> None:
