@@ -51,6 +51,7 @@ def build_state(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
         settings.resolved_database_url,
         policy_sha256=loaded.sha256,
         sqlite_synchronous=settings.sqlite_synchronous,
+        pool_size=settings.database_pool_size,
     )
     master = settings.load_master_key()
     keyring = Keyring(master, store.salts, loaded.policy.identifiers)

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     sqlite_synchronous: Literal["full", "normal"] = "full"
+    # PostgreSQL: connections each serving process keeps at most (one when idle). The
+    # database needs about nodes x workers x this below its max_connections (docs/deploy.md).
+    database_pool_size: int = Field(default=10, ge=1, le=1000)
     # Set by `tacit serve` on SQLite: workers send their writes to the writer process
     # listening here (service/ingest/writer_process.py) instead of writing themselves.
     writer_socket: str | None = None
