@@ -256,6 +256,7 @@
     const box = $("filters");
     const unticked = new Set([...box.querySelectorAll("input:not(:checked)")].map((i) => `${i.dataset.dim}:${i.value}`));
     box.replaceChildren();
+    box.closest("fieldset").hidden = !Object.keys(m.keys || {}).length;
     for (const [dim, keys] of Object.entries(m.keys || {})) {
       const words = dim.replace("_", " ");
       const chips = h("div", { className: "chips", role: "group", "aria-label": words });
