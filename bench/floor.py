@@ -35,7 +35,6 @@ import argparse
 import asyncio
 import gc
 import random
-import shutil
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -43,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import loadgen
-from ingest import KEY_FILE, OUT, _ingest_source
+from ingest import KEY_FILE, OUT, _ingest_source, store_copy
 from serving import host_loop_s
 
 from privacy.keyring import Keyring, MasterKey
@@ -58,17 +57,6 @@ from service.store import open_store
 PER_REQUEST = 100
 IN_FLIGHT = 16
 GROUP = 3  # batches per write: the served writer's average group (docs/benchmarks.md)
-
-
-def _store_copy() -> Path:
-    cache = OUT / "prefill.db"
-    if not cache.exists() or not KEY_FILE.exists():
-        raise SystemExit("no cached store: run bench/ingest.py once first (it builds it)")
-    run = OUT / "floor"
-    shutil.rmtree(run, ignore_errors=True)
-    run.mkdir()
-    shutil.copyfile(cache, run / "tacit.db")
-    return run
 
 
 def _per_event(work: Callable[[], object], events: int) -> float:
@@ -185,7 +173,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    run = _store_copy()
+    run = store_copy("floor")
     print(f"store: a copy of {OUT / 'prefill.db'}; batches of {PER_REQUEST}, one thread")
     print(f"host speed before: {host_loop_s():.2f} s for the fixed loop (lower is faster)")
     rng = random.Random(20261126)

@@ -128,6 +128,19 @@ def prefill(url: str, target: int) -> int:
         store.close()
 
 
+def store_copy(name: str) -> Path:
+    """A fresh copy of the cached SQLite store (``prefill.db``) in ``bench/out/NAME/``,
+    so that every run starts from the same state; the folder."""
+    cache = OUT / "prefill.db"
+    if not cache.exists() or not KEY_FILE.exists():
+        raise SystemExit("no cached store: run bench/ingest.py once first (it builds it)")
+    run = OUT / name
+    shutil.rmtree(run, ignore_errors=True)
+    run.mkdir()
+    shutil.copyfile(cache, run / "tacit.db")
+    return run
+
+
 # ------------------------------------------------------------------------- servers
 
 
@@ -262,12 +275,8 @@ def main() -> int:
         phases = [p for p in phases if p.name == args.only]
 
     if args.database_url is None:
-        cache = OUT / "prefill.db"
-        stored = prefill(f"sqlite:///{cache}", args.prefill)
-        run_dir = OUT / "run"
-        shutil.rmtree(run_dir, ignore_errors=True)
-        run_dir.mkdir()
-        shutil.copyfile(cache, run_dir / "tacit.db")
+        stored = prefill(f"sqlite:///{OUT / 'prefill.db'}", args.prefill)
+        run_dir = store_copy("run")
         url = f"sqlite:///{run_dir / 'tacit.db'}"
     else:
         stored = prefill(args.database_url, args.prefill)

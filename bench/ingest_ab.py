@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -29,7 +28,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from ingest import KEY_FILE, OUT, REPO, Phase, drive, running
+from ingest import KEY_FILE, OUT, REPO, Phase, drive, running, store_copy
 from serving import free_port
 
 TACIT = str(Path(sys.executable).parent / "tacit")
@@ -52,10 +51,7 @@ def _checkout(rev: str) -> tuple[str, Path]:
 
 def _side(name: str, code: Path, workers: int) -> tuple[list[str], int, dict[str, str], str]:
     """A fresh store copy, an ingest token made by that side's own CLI, its serve command."""
-    run = OUT / f"ab-run-{name}"
-    shutil.rmtree(run, ignore_errors=True)
-    run.mkdir()
-    shutil.copyfile(OUT / "prefill.db", run / "tacit.db")
+    run = store_copy(f"ab-run-{name}")
     url = f"sqlite:///{run / 'tacit.db'}"
     env = {
         **os.environ,
@@ -112,8 +108,6 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--phase", choices=["batch", "single"], default="batch")
     args = parser.parse_args()
-    if not (OUT / "prefill.db").exists() or not KEY_FILE.exists():
-        raise SystemExit("no cached store: run bench/ingest.py once first")
     sha, tree = _checkout(args.base)
     phase = (
         Phase("batch", 100, 16, 100_000) if args.phase == "batch" else Phase("single", 1, 32, 8_000)
