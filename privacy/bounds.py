@@ -12,9 +12,10 @@ the query engine bounds each unit's contribution to a query:
   clamped value.
 
 The sensitivities follow from those three numbers alone, never from the data:
-L1 = groups x rows x row_max and L2 = sqrt(groups) x rows x row_max (a unit changes at most
-`groups` entries of the vector, each by at most rows x row_max; a histogram spreads one
-cell's rows over bins, which only lowers both norms).
+L1 = groups x rows x row_max and L2 = sqrt(groups) x rows x row_max, rounded up to a float
+whose exact square is not below it (a unit changes at most `groups` entries of the vector,
+each by at most rows x row_max; a histogram spreads one cell's rows over bins, which only
+lowers both norms).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from fractions import Fraction
 
 from privacy.events import EventType
 from privacy.mechanisms import Component
@@ -38,6 +40,7 @@ __all__ = [
     "cells_per_unit",
     "parts_for",
     "sampling_weight",
+    "sqrt_up",
 ]
 
 WEIGHT_UNIT = 1000
@@ -77,6 +80,14 @@ def sampling_weight(policy: Policy, event_types: tuple[EventType, ...]) -> Weigh
     return Weight(WEIGHT_UNIT, round(WEIGHT_UNIT / smallest))
 
 
+def sqrt_up(n: int) -> float:
+    """The smallest float whose exact square is at least ``n`` (a sensitivity rounded up)."""
+    root = math.sqrt(n)
+    while Fraction(root) ** 2 < n:
+        root = math.nextafter(root, math.inf)
+    return root
+
+
 @dataclass(frozen=True)
 class Bound:
     """One component's contribution bound per privacy unit, and its sensitivities."""
@@ -103,8 +114,12 @@ class Bound:
 
     @property
     def l2(self) -> float:
-        """L2 sensitivity of the component's vector: sqrt(groups) x rows x row_max."""
-        return math.sqrt(self.groups) * self.per_cell
+        """L2 sensitivity of the component's vector: sqrt(groups) x rows x row_max, rounded up.
+
+        The product is usually irrational; the float returned is never below it (its exact
+        square is at least groups x per_cell²), so the noise fitted to it is never too small.
+        """
+        return sqrt_up(self.groups * self.per_cell**2)
 
     def component(self, name: str, length: int) -> Component:
         """The mechanisms' description of a vector of `length` entries under this bound."""

@@ -27,6 +27,7 @@ _DAY = timedelta(days=1)
 # Spelled by name: ruff flags the literal characters as look-alikes of p and x.
 _RHO = "\N{GREEK SMALL LETTER RHO}"
 _TIMES = "\N{MULTIPLICATION SIGN}"
+_SQUARED = "\N{SUPERSCRIPT TWO}"
 
 # What each event type carries, in a reviewer's words (the payload fields of privacy.events).
 _EVENT_WORDS: dict[EventType, str] = {
@@ -402,16 +403,25 @@ def _meaning(policy: Policy, g: Guarantee) -> tuple[str, ...]:
             f"Over the {kept} for which events are kept, at most "
             f"ε = {g.periods_kept} {_TIMES} {_num(eps)} = {_num(g.epsilon_over_retention)}."
         )
-    else:
         points.append(
-            f"Over the {kept} for which events are kept, {_RHO} adds up to "
-            f"{g.periods_kept} {_TIMES} {_num(g.global_cap)} = {_num(g.over_retention)}, that is "
-            f"ε = {_num(g.epsilon_over_retention)} (δ = {_delta(q.delta)}), less than "
-            f"{g.periods_kept} {_TIMES} {_num(eps)} = {_num(g.periods_kept * eps)}."
+            f"Answers already given stay given after events are deleted: a person active for "
+            f"longer than that is protected with at most ε = {_num(eps)} for each {period} of "
+            "activity, added up."
         )
-    points.append(
-        f"Answers already given stay given after events are deleted: a person active for "
-        f"longer than that is protected with at most ε = {_num(eps)} for each {period} of "
-        "activity, added up."
-    )
+    else:
+        r = g.periods_kept
+        points.append(
+            f"Over the {kept} for which events are kept, {_RHO} is at most "
+            f"{r}{_SQUARED} {_TIMES} {_num(g.global_cap)} = {_num(g.over_retention)}, that is "
+            f"ε = {_num(g.epsilon_over_retention)} (δ = {_delta(q.delta)}): a question about "
+            f"several {period}s that is not grouped by {period} can put all of one person's "
+            f"{period}s into the same cell, and {_RHO} grows with the square of how much one "
+            "person can change an answer."
+        )
+        points.append(
+            f"Answers already given stay given after events are deleted: a person active for "
+            f"longer than that is protected with at most {_RHO} = {r} {_TIMES} "
+            f"{_num(g.global_cap)} = {_num(r * g.global_cap)} for each {period} of activity, "
+            "added up."
+        )
     return tuple(points)

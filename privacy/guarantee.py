@@ -20,7 +20,13 @@ from privacy.durations import format_duration
 from privacy.mechanisms import epsilon_at_delta
 from privacy.policy import Policy, QueryPolicy
 
-__all__ = ["Guarantee", "epsilon_equivalent", "guarantee_of", "longest_retention"]
+__all__ = [
+    "Guarantee",
+    "epsilon_equivalent",
+    "guarantee_of",
+    "longest_retention",
+    "over_periods",
+]
 
 
 @lru_cache(maxsize=256)  # OpenDP builds a measurement per conversion: keep the answers
@@ -46,7 +52,9 @@ class Guarantee:
     Budget amounts are in the policy's unit (ε under pure, rho under zCDP); the
     ``epsilon_*`` fields are their ε equivalents (equal to them under pure accounting).
     ``period`` is the salt rotation: the time span of the privacy unit. ``periods_kept``
-    is how many periods a person's stored events can span (the longest retention).
+    is how many periods a person's stored events can span (the longest retention), and
+    ``over_retention`` what all releases together can spend on one person over them
+    (see `over_periods`).
     """
 
     accounting: Literal["pure", "zcdp"]
@@ -87,17 +95,33 @@ def longest_retention(policy: Policy) -> timedelta:
     return max(policy.retention.for_type(t) for t in policy.event_types)
 
 
+def over_periods(privacy: QueryPolicy, periods: int, per_period: float) -> float:
+    """What ``per_period`` on each of ``periods`` periods amounts to for one person.
+
+    One person is ``periods`` privacy units, one per period, and a query over several days
+    that is not grouped by day puts all of them into the same cells: the person moves
+    the noised vector by ``periods`` times one unit's sensitivity. Under pure accounting ε
+    scales linearly with the sensitivity, so the per-period amounts add up: periods x ε.
+    Under zCDP rho scales with its square (group privacy for zCDP), so one such query
+    alone costs the person periods² x its rho, and no mix of queries can cost more: each
+    query is charged on every period it reads, so summing periods(q)² x rho(q) over the
+    queries is at most periods x (the sum over periods of what each was charged).
+    """
+    factor = periods if privacy.accounting == "pure" else periods * periods
+    return factor * per_period
+
+
 def guarantee_of(policy: Policy) -> Guarantee:
     """The numbers of ``policy``'s guarantee for one person.
 
     Per period, the global cap bounds what all releases together spend on any one
-    person's activity. Over the periods a person's events are kept, those amounts add up:
-    ε under pure accounting, rho under zCDP (then converted once, which is tighter than
-    adding the per-period ε).
+    person's activity. Over the periods a person's events are kept, the bound is
+    `over_periods` of that cap: periods x ε under pure accounting, periods² x rho under
+    zCDP (then converted to ε once).
     """
     q = policy.privacy
     periods = math.ceil(longest_retention(policy) / policy.identifiers.salt_rotation)
-    over = periods * q.global_cap
+    over = over_periods(q, periods, q.global_cap)
     analyst = max([q.per_analyst, *q.per_analyst_overrides.values()])
     return Guarantee(
         accounting=q.accounting,

@@ -80,10 +80,14 @@ def guarantee_sentence(policy: Policy, analyst: str, cost: float, days: Iterable
     unit = _epoch_words(policy)
     cap = from_nanos(analyst_cap_nanos(policy, analyst))
     total = from_nanos(global_cap_nanos(policy))
+    g = guarantee.guarantee_of(policy)
+    scaling = "" if policy.privacy.accounting == "pure" else "\N{SUPERSCRIPT TWO}"
     return (
         f"Each person's activity within any one {unit} is protected with "
         f"{_unit_text(policy, cost)} by this answer (on each of its {n} {unit}"
         f"{'s' if n != 1 else ''}), and all answers to all analysts together can never "
         f"spend more than {_unit_text(policy, total)} per {unit} "
-        f"(yours: {_unit_text(policy, cap)} per {unit})."
+        f"(yours: {_unit_text(policy, cap)} per {unit}), which over the {g.periods_kept} "
+        f"{unit}s events are kept is at most {g.periods_kept}{scaling} \N{MULTIPLICATION SIGN} "
+        f"that for one person: {_unit_text(policy, g.over_retention)}."
     )

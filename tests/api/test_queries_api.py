@@ -417,6 +417,12 @@ def test_under_zcdp_costs_are_rho_with_their_epsilon_equivalent(make_api: MakeAp
     assert (cost["unit"], cost["value"], cost["delta"]) == ("rho", 0.05, 1e-8)
     assert cost["epsilon_equivalent"] > 0.05
     assert "\N{GREEK SMALL LETTER RHO} = 0.05" in r.json()["guarantee"]
+    # Over the 90 days kept, one person's rho is at most 90² x the global cap of 0.5.
+    assert (
+        "at most 90\N{SUPERSCRIPT TWO} \N{MULTIPLICATION SIGN} that for one person: "
+        in (r.json()["guarantee"])
+    )
+    assert "\N{GREEK SMALL LETTER RHO} = 4050 (zCDP" in r.json()["guarantee"]
     assert r.json()["budget"]["remaining"][DAY1] == 0.2
     assert api.query(epsilon=0.05).json()["error"]["code"] == "invalid_query"
 

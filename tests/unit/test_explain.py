@@ -171,11 +171,17 @@ def test_zcdp_epsilon_is_opendps_conversion_and_never_above_the_simple_bound() -
     assert g.epsilon_per_period <= epsilon_from_rho(0.5, 1e-8)
 
 
-def test_zcdp_over_retention_adds_rho_then_converts_once() -> None:
+def test_zcdp_over_retention_is_quadratic_in_the_periods_then_converts_once() -> None:
     g = guarantee_of(load_policy(POLICIES / "strict.yaml").policy)
-    assert (g.periods_kept, g.over_retention) == (30, 15.0)
-    assert g.epsilon_over_retention == epsilon_at_delta(15.0, 1e-8)
-    assert g.epsilon_over_retention < 30 * g.epsilon_per_period
+    assert (g.periods_kept, g.global_cap) == (30, 0.5)
+    assert g.over_retention == 30 * 30 * 0.5
+    assert g.epsilon_over_retention == epsilon_at_delta(450.0, 1e-8)
+
+
+def test_the_zcdp_sentence_over_retention_uses_the_quadratic_form(strict_text: str) -> None:
+    assert f"{RHO} is at most 30\N{SUPERSCRIPT TWO} {TIMES} 0.5 = 450," in strict_text
+    assert f"{RHO} adds up to 30 {TIMES}" not in strict_text
+    assert f"at most {RHO} = 30 {TIMES} 0.5 = 15 for each day of activity" in strict_text
 
 
 def test_periods_kept_is_the_longest_retention_in_whole_salt_periods() -> None:
