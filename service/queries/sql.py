@@ -7,7 +7,8 @@ The statement has three levels, all in the database:
    values: a stored value that is not declared falls into "other"), its integer sampling
    weight (capped by the policy) and its clamped integer value;
 2. *units*: one row per (epoch, user pseudonym, cell) — the privacy unit's contribution
-   to one cell — with rows beyond C scaled down (totals x C / n, rounded down) and, when
+   to one cell — with rows beyond C scaled down (totals x C / n, rounded down, computed
+   so that it cannot overflow) and, when
    the query's cells leave a unit more than K of them, a ROW_NUMBER over a keyed hash of
    (pseudonym, cell) that keeps K cells chosen without looking at any value;
 3. *cells*: the sums per cell, one small row per non-empty cell.
@@ -29,7 +30,15 @@ from privacy.events import EVENT_TYPE_CODES, OTHER, EventType
 from privacy.metrics import Metric
 from privacy.query import QueryPlan
 
-__all__ = ["POSTGRES", "SQLITE", "Dialect", "Statement", "aggregate_sql", "cell_index_sql"]
+__all__ = [
+    "POSTGRES",
+    "SQLITE",
+    "Dialect",
+    "Statement",
+    "aggregate_sql",
+    "cell_index_sql",
+    "scaled_sql",
+]
 
 _SECONDS_PER_DAY = 86_400
 _MOD = 2_147_483_647  # 2^31 - 1: products of two residues stay below 2^62
@@ -288,7 +297,7 @@ def aggregate_sql(
         # A mean's sum and count share the cell's row count: C bounds the rows of a cell.
         shared = metric.kind == "mean"
         bounded = ", ".join(
-            _scaled(
+            scaled_sql(
                 f"CAST(COALESCE(SUM(a_{x}), 0) AS BIGINT)",
                 "COUNT(*)" if shared else f"COUNT(a_{x})",
                 c,
@@ -314,7 +323,7 @@ def _histogram_sql(plan: QueryPlan, cell: str, source: str, names: list[str]) ->
     )
     n = "CAST(SUM(n) AS BIGINT)"
     bounded = ", ".join(
-        _scaled(
+        scaled_sql(
             f"CAST(SUM(CASE WHEN bin = {j} THEN w ELSE 0 END) AS BIGINT)", n, plan.rows_per_group
         )
         + f" AS v_{x}"
@@ -341,6 +350,14 @@ def _per_cell(plan: QueryPlan, bounded: str, rows: str, names: list[str]) -> Sta
     return Statement(sql, tuple(names))
 
 
-def _scaled(total: str, n: str, c: int) -> str:
-    """A unit's total in a cell, as if it had at most C rows: total x C / n when n > C."""
-    return f"(CASE WHEN {n} > {c} THEN {total} * {c} / {n} ELSE {total} END)"
+def scaled_sql(total: str, n: str, c: int) -> str:
+    """A unit's total in a cell, as if it had at most C rows: floor(total x C / n) when n > C.
+
+    Written as (total / n) x C + (total % n) x C / n, which is the same floor for the
+    non-negative totals here but never multiplies the unbounded total: total x C could
+    leave BIGINT (PostgreSQL refuses, SQLite turns it into a float) on data alone.
+    """
+    return (
+        f"(CASE WHEN {n} > {c} THEN ({total} / {n}) * {c} + ({total} % {n}) * {c} / {n} "
+        f"ELSE {total} END)"
+    )

@@ -15,6 +15,7 @@ from queries_data import TODAY, event_row, open_store, policy, write
 
 from privacy.query import QueryRequest, plan_query
 from service.queries.engine import QueryEngine
+from service.queries.sql import scaled_sql
 from service.store.base import Store
 
 
@@ -116,3 +117,17 @@ def test_every_backend_computes_the_same_bounded_aggregates(
     finally:
         reference_store.close()
     assert got == expected
+
+
+@pytest.mark.parametrize(
+    ("total", "n", "c"),
+    [(2**62 + 1, 2, 1), (2**62 + 3, 3, 2), (2**62 + 5, 11, 10), (2**63 - 1, 5, 4), (7, 3, 2)],
+)
+def test_scaling_a_unit_down_to_c_rows_is_the_exact_floor_even_near_bigints_end(
+    store: Store, total: int, n: int, c: int
+) -> None:
+    # total x C alone would leave BIGINT: PostgreSQL would refuse the query, SQLite would
+    # answer a float; the scaled total is exact and never above the raw total.
+    sql = f"SELECT {scaled_sql('t', 'n', c)} FROM (SELECT {total} AS t, {n} AS n) AS u"
+    ((scaled,),) = store.queries.aggregate(sql)
+    assert type(scaled) is int and scaled == total * c // n
