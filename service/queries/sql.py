@@ -8,9 +8,9 @@ The statement has three levels, all in the database:
    weight (capped by the policy) and its clamped integer value;
 2. *units*: one row per (epoch, user pseudonym, cell) — the privacy unit's contribution
    to one cell — with rows beyond C scaled down (totals x C / n, rounded down, computed
-   so that it cannot overflow) and, when
-   the query's cells leave a unit more than K of them, a ROW_NUMBER over a keyed hash of
-   (pseudonym, cell) that keeps K cells chosen without looking at any value;
+   so that it cannot overflow) and, when the query's cells leave a unit more than K of
+   them, a ROW_NUMBER over a keyed hash of (pseudonym, cell) that keeps K cells chosen
+   without looking at any value;
 3. *cells*: the sums per cell, one small row per non-empty cell.
 
 Only standard SQL that both backends run: CASE, integer arithmetic (& and % on BIGINT),
