@@ -45,7 +45,7 @@ MAX_POSITION = 50
 MAX_SPAN_CHARS = 10_000_000
 MAX_DURATION_MS = 86_400_000  # one day
 
-_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
 
 
 _RFC3339_HELP = "must be an RFC 3339 timestamp with offset, e.g. 2026-11-26T10:00:00Z"
@@ -58,7 +58,7 @@ def _timestamp_schema(_source: object, _handler: object) -> core_schema.CoreSche
     rfc3339 = core_schema.chain_schema(
         [
             core_schema.custom_error_schema(
-                core_schema.str_schema(pattern=_RFC3339.pattern),
+                core_schema.str_schema(pattern=RFC3339.pattern),
                 custom_error_type="rfc3339",
                 custom_error_message=_RFC3339_HELP,
             ),
@@ -82,7 +82,7 @@ def _timestamp_schema(_source: object, _handler: object) -> core_schema.CoreSche
 Timestamp = Annotated[
     datetime,
     GetPydanticSchema(_timestamp_schema),
-    WithJsonSchema({"type": "string", "format": "date-time", "pattern": _RFC3339.pattern}),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": RFC3339.pattern}),
 ]
 EVENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 EventId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=EVENT_ID.pattern)]

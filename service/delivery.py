@@ -28,7 +28,10 @@ MAX_RETRY_AFTER = 300.0  # a Retry-After beyond five minutes is treated as five 
 @dataclass(frozen=True)
 class EventResult:
     """One event the server did not store as new: ``duplicate``, ``sampled_out`` or
-    ``rejected`` (with a ``reason`` and field ``errors``)."""
+    ``rejected`` (with a ``reason`` and field ``errors``).
+
+    The server names it by its index in the batch (it never echoes an event id); the
+    ``event_id`` here is the one this client sent there."""
 
     event_id: str | None
     status: str
@@ -140,7 +143,7 @@ def read_report(
         sent = events[index] if isinstance(index, int) and 0 <= index < len(events) else None
         results.append(
             EventResult(
-                event_id=r.get("event_id"),
+                event_id=None if sent is None else sent.get("event_id"),
                 status=str(r.get("status")),
                 reason=r.get("reason"),
                 errors=tuple(r.get("errors", ())),

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from privacy.events import EVENT_ID
 from privacy.keyring import Keyring
 from privacy.policy import Policy
 from service.ingest import quarantine
@@ -19,10 +18,13 @@ from service.store.base import Store, WriteBatch
 
 @dataclass(frozen=True)
 class Result:
-    """An event that was not accepted, as the batch response lists it."""
+    """An event that was not accepted, as the batch response lists it.
+
+    It names the event by its position in the batch only: the client's event id is never
+    echoed (ids often embed a user id), and the client knows which event it sent there.
+    """
 
     index: int
-    event_id: str | None
     status: str  # duplicate | sampled_out | rejected
     reason: str | None = None
     errors: tuple[FieldError, ...] = ()
@@ -30,7 +32,6 @@ class Result:
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "index": self.index,
-            "event_id": self.event_id,
             "status": self.status,
         }
         if self.reason is not None:
@@ -45,7 +46,7 @@ class Prepared:
     """A batch after steps 1-6: rows ready to write, and what was dropped."""
 
     batch: WriteBatch
-    row_events: list[tuple[int, str]]  # (batch index, event_id) of each row
+    row_indexes: list[int]  # the batch index of each row
     dropped: list[Result] = field(default_factory=list)
 
 
@@ -85,6 +86,7 @@ class Ingestor:
         self._clock = clock
         self._max_future = max_future
         self._labels = {v for values in policy.context.values() for v in values}
+        self._precision_s = int(policy.timestamp_precision.total_seconds())
         self._facts = PolicyFacts(policy)
 
     def prepare(self, parsed: Parsed, source_id: int) -> Prepared:
@@ -98,34 +100,29 @@ class Ingestor:
         for draft in drafts:
             batch.keys.append(draft.idempotency_key)
             batch.rows.append(row(draft, source_id))
-            prepared.row_events.append((draft.index, draft.event.event_id))
+            prepared.row_indexes.append(draft.index)
         for draft, drop in ctx.dropped:
-            event = draft.event
             if drop.reason is Reason.SAMPLED_OUT:
-                prepared.dropped.append(Result(draft.index, event.event_id, "sampled_out"))
+                prepared.dropped.append(Result(draft.index, "sampled_out"))
             else:
-                self._quarantine(prepared, now, drop, event.model_dump(mode="json"))
+                self._quarantine(prepared, now, drop, draft.event.model_dump(mode="json"))
                 prepared.dropped.append(
-                    Result(draft.index, event.event_id, "rejected", drop.reason.value, drop.errors)
+                    Result(draft.index, "rejected", drop.reason.value, drop.errors)
                 )
         for index, raw, errors in parsed.invalid:
-            event_id = raw.get("event_id") if isinstance(raw, dict) else None
-            valid_id = event_id if isinstance(event_id, str) and EVENT_ID.match(event_id) else None
             self._quarantine(prepared, now, Drop(Reason.INVALID, tuple(errors)), raw)
-            prepared.dropped.append(
-                Result(index, valid_id, "rejected", Reason.INVALID.value, tuple(errors))
-            )
+            prepared.dropped.append(Result(index, "rejected", Reason.INVALID.value, tuple(errors)))
         return prepared
 
     def report(self, prepared: Prepared, flags: list[bool]) -> Report:
-        if len(flags) != len(prepared.row_events):
+        if len(flags) != len(prepared.row_indexes):
             raise ValueError("the store answered for a different number of rows")
         results = list(prepared.dropped)
         duplicates = flags.count(False)
         if duplicates:  # most batches have none: no per-event loop for them
-            for (index, event_id), stored in zip(prepared.row_events, flags, strict=True):
+            for index, stored in zip(prepared.row_indexes, flags, strict=True):
                 if not stored:
-                    results.append(Result(index, event_id, "duplicate"))
+                    results.append(Result(index, "duplicate"))
         results.sort(key=lambda r: r.index)
         by_reason = Counter(r.reason for r in results if r.status == "rejected")
         sampled = sum(1 for r in results if r.status == "sampled_out")
@@ -148,7 +145,7 @@ class Ingestor:
     def _quarantine(self, prepared: Prepared, now: datetime, drop: Drop, raw: Any) -> None:
         epoch = self._keyring.epoch_of(now)
         keys = self._keyring.keys(epoch, now)
-        document, user = quarantine.sanitize(raw, keys, self._labels)
+        document, user = quarantine.sanitize(raw, keys, self._labels, self._precision_s)
         errors = quarantine.encode_errors(drop.errors)
         prepared.batch.quarantine.append(
             (

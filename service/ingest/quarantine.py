@@ -1,20 +1,22 @@
 """What a rejected event leaves behind: its shape and the reason, never its content.
 
-Identifiers are replaced by pseudonyms under the salt of the epoch the event was
-received in (so erasure can find them); every other string is kept only when it is one
-of the schema's own enum values or a declared context label, else it becomes a
-placeholder saying its type and length. Unknown keys are replaced too: a client bug that
-sends free text never lands in the quarantine.
+Identifiers, the client's event id among them (ids often embed a user id), are replaced
+by pseudonyms under the salt of the epoch the event was received in (so erasure can find
+them); timestamps are kept only truncated to the policy's precision, as stored events
+are; every other string is kept only when it is one of the schema's own enum values or a
+declared context label, else it becomes a placeholder saying its type and length.
+Unknown keys are replaced too: a client bug that sends free text never lands in the
+quarantine.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
-from privacy.events import CONTEXT_DIMENSIONS, IDENTIFIER_FIELDS, EventType
+from privacy.events import CONTEXT_DIMENSIONS, IDENTIFIER_FIELDS, RFC3339, EventType
 from privacy.pseudonym import EpochKeys
 from service.ingest.parse import FieldError
 
@@ -26,8 +28,7 @@ _KNOWN_KEYS = {
     *CONTEXT_DIMENSIONS,
 }  # fmt: skip
 _SAFE_STRINGS = {t.value for t in EventType} | {"internal", "external", "success", "failure"}
-_TIMESTAMPISH = re.compile(r"^[0-9T:.+\-Z ]{1,40}$")
-_EVENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_PSEUDONYMIZED = (*IDENTIFIER_FIELDS, "event_id")
 
 
 def _placeholder(value: Any) -> str:
@@ -36,44 +37,65 @@ def _placeholder(value: Any) -> str:
     return f"<{type(value).__name__}>"
 
 
-def _scalar(key: str, value: Any, labels: set[str]) -> Any:
+def _pseudonym(ps: int) -> str:
+    return f"ps:{ps & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+def _coarsened(value: str, precision_s: int) -> str | None:
+    """An RFC 3339 time truncated to the precision, in UTC; None if it is not one."""
+    match = RFC3339.match(value)
+    if match is None:
+        return None
+    offset = match.group(2).upper().replace("Z", "+00:00")  # the fraction goes anyway
+    try:
+        seconds = int(datetime.fromisoformat(value[:10] + "T" + value[11:19] + offset).timestamp())
+        truncated = datetime.fromtimestamp(seconds - seconds % precision_s, UTC)
+    except (ValueError, OverflowError):  # a valid shape, but no time (month 13, year 10000)
+        return None
+    return truncated.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _scalar(key: str, value: Any, labels: set[str], precision_s: int) -> Any:
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, str):
         if value in _SAFE_STRINGS or value in labels:
             return value
-        if key in ("timestamp", "sent_at") and _TIMESTAMPISH.match(value):
-            return value
-        if key == "event_id" and _EVENT_ID.match(value):
-            return value
+        if key in ("timestamp", "sent_at") and (kept := _coarsened(value, precision_s)):
+            return kept
     return _placeholder(value)
 
 
-def sanitize(raw: Any, keys: EpochKeys, labels: set[str]) -> tuple[dict[str, Any], int | None]:
-    """The quarantined form of a raw event, and its user pseudonym if it had a string user_id."""
+def sanitize(
+    raw: Any, keys: EpochKeys, labels: set[str], precision_s: int
+) -> tuple[dict[str, Any], int | None]:
+    """The quarantined form of a raw event, and its user pseudonym if it had a string user_id.
+
+    ``precision_s`` is the policy's timestamp precision in seconds.
+    """
     if not isinstance(raw, dict):
         return {"_not_an_object": _placeholder(raw)}, None
     user: int | None = None
     out: dict[str, Any] = {}
     for key, value in raw.items():
         name = key if key in _KNOWN_KEYS else "<unknown key>"
-        if key in IDENTIFIER_FIELDS:
+        if key in _PSEUDONYMIZED:
             if isinstance(value, str):
                 ps = keys.pseudonym(key, value)
                 if key == "user_id":
                     user = ps
-                out[name] = f"ps:{ps & 0xFFFFFFFFFFFFFFFF:016x}"
+                out[name] = _pseudonym(ps)
             else:
                 out[name] = _placeholder(value)
         elif key in ("payload", "context") and isinstance(value, dict):
             out[name] = {
-                (k if k in _KNOWN_KEYS else "<unknown key>"): _scalar(k, v, labels)
+                (k if k in _KNOWN_KEYS else "<unknown key>"): _scalar(k, v, labels, precision_s)
                 for k, v in value.items()
             }
         elif name == "<unknown key>":
             out.setdefault(name, []).append(_placeholder(value))
         else:
-            out[name] = _scalar(key, value, labels)
+            out[name] = _scalar(key, value, labels, precision_s)
     return out, user
 
 

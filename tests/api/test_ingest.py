@@ -129,7 +129,6 @@ def test_100_valid_and_7_invalid_give_100_accepted_and_7_rejected_with_field_pat
     expected = [
         {
             "index": i,
-            "event_id": batch[i]["event_id"],
             "status": "rejected",
             "fields": [field],
         }
@@ -138,7 +137,6 @@ def test_100_valid_and_7_invalid_give_100_accepted_and_7_rejected_with_field_pat
     got = [
         {
             "index": r["index"],
-            "event_id": r["event_id"],
             "status": r["status"],
             "fields": [e["field"] for e in r["errors"]],
         }
@@ -155,16 +153,23 @@ def test_every_rejection_carries_a_message_per_field(api: Api) -> None:
     assert all(isinstance(e["message"], str) and e["message"] for e in errors)
 
 
-def test_rejected_event_without_a_usable_event_id_is_reported_with_null_event_id(
-    api: Api,
-) -> None:
-    batch = [event(at=T0, event_id="e" * 65), event(at=T0, event_id=7), "not an object"]
-    body = post(api, batch).json()
-    assert [(r["index"], r["event_id"], r["status"]) for r in body["results"]] == [
-        (0, None, "rejected"),
-        (1, None, "rejected"),
-        (2, None, "rejected"),
+def test_results_name_events_by_index_and_never_echo_an_event_id(api: Api) -> None:
+    # Client event ids often embed a user id: a result names its event by position only.
+    batch = [
+        event(at=T0, event_id="user42-e" + "e" * 60),
+        event(at=T0, event_id=7),
+        "not an object",
+        event(at=T0, event_id="user42-valid-id", payload={"position": 0, "candidates": 3}),
     ]
+    response = post(api, batch)
+    assert [(r["index"], r["status"]) for r in response.json()["results"]] == [
+        (0, "rejected"),
+        (1, "rejected"),
+        (2, "rejected"),
+        (3, "rejected"),
+    ]
+    assert all("event_id" not in r for r in response.json()["results"])
+    assert "user42" not in response.text
 
 
 def test_results_list_every_event_not_accepted_in_batch_order(api: Api) -> None:
@@ -207,7 +212,7 @@ def test_a_repost_answers_duplicates_and_stores_nothing(api: Api) -> None:
     body = post(api, batch).json()
     assert (body["accepted"], body["duplicates"]) == (0, 10)
     assert [r["status"] for r in body["results"]] == ["duplicate"] * 10
-    assert [r["event_id"] for r in body["results"]] == [e["event_id"] for e in batch]
+    assert [r["index"] for r in body["results"]] == list(range(10))
     assert count(api) == 10
 
 
@@ -515,6 +520,29 @@ def test_quarantine_holds_reason_errors_and_the_event_with_identifiers_pseudonym
     assert row["user_ps"] == keys.pseudonym("user_id", RAW_IDS["user_id"])
     assert stored["payload"] == {"position": 0, "candidates": 3}
     assert stored["event_type"] == "response_shown"
+
+
+def test_quarantine_keeps_the_event_id_only_as_its_keyed_hash_and_times_coarsened(
+    api: Api,
+) -> None:
+    # Client event ids often embed a user id: the quarantine keeps what the idempotency
+    # index keeps (a keyed hash), and times only to the policy's precision (a minute).
+    raw_id = "user42-0007-retry"
+    at = T0.replace(second=37, microsecond=120_000)
+    bad = event(
+        at=at,
+        event_id=raw_id,
+        sent_at=(at + timedelta(seconds=5)).isoformat(),
+        payload={"position": 0, "candidates": 3},
+    )
+    post(api, [bad])
+    (row,) = quarantine_rows(api)
+    stored = json.loads(row["event"])
+    keys = api.state.keyring.keys(IDS.epoch_of(T0), T0)
+    assert stored["event_id"] == f"ps:{keys.pseudonym('event_id', raw_id) & (2**64 - 1):016x}"
+    minute = at.replace(second=0, microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert stored["timestamp"] == stored["sent_at"] == minute
+    assert raw_id not in row["event"] and ":37" not in row["event"]
 
 
 def test_quarantine_keeps_no_raw_identifier_and_no_unknown_free_text(api: Api) -> None:

@@ -1,7 +1,7 @@
 """No raw identifier, token or secret reaches the disk: post canaries to the real server,
 stop it, and scan every byte of every file in its data dir.
 
-Each identifier a client sends (user, session, query, response id, an undeclared
+Each identifier a client sends (user, session, query, response and event id, an undeclared
 context label, free text in unknown fields) is a unique canary string. They go through
 every path that touches the disk: accepted events, duplicates, rejections (quarantine),
 clock drops and whole-request errors. The scan looks for each canary as UTF-8, UTF-16,
@@ -94,7 +94,9 @@ def post_everything(server: Server, canaries: Canaries, tokens: dict[str, str]) 
     free = canaries.new("freetext")
 
     def valid(event_type: str = "response_shown", at: datetime = now, **kw: Any) -> dict[str, Any]:
-        return event(event_type, at=at, **{**canaries.ids(), **kw})
+        # Every event id is a canary too: client ids often embed a user id.
+        ids = {**canaries.ids(), "event_id": canaries.new("eventid")}
+        return event(event_type, at=at, **{**ids, **kw})
 
     accepted = [
         valid(t, context={"surface": label, "task_type": "coding", "cohort": label})
@@ -195,7 +197,7 @@ def test_no_canary_token_or_secret_is_found_in_any_byte_of_the_data_dir(
 
     # No response echoes an identifier either.
     echoed = set().union(*(canaries.kinds_in(body) for body in bodies))
-    assert echoed.isdisjoint({"user", "session", "query", "response"})
+    assert echoed.isdisjoint({"user", "session", "query", "response", "eventid"})
 
     # Secrets: the master key and every salt (and its derived keys) stay off the disk.
     master = MasterKey.from_base64(master_key_b64)
