@@ -24,7 +24,7 @@ from service.logging import RequestLogMiddleware, current_request_id
 from service.openapi import install as document_behaviour
 from service.queries.engine import QueryEngine
 from service.queries.service import QueryService
-from service.queries.timing import ReleaseQuantum
+from service.queries.timing import ReleaseDeadline
 from service.retention import RetentionSchedule, Sweeper
 from service.routes import audit, events, health, policy, queries, subjects, ui
 from service.settings import Settings
@@ -72,7 +72,7 @@ def build_state(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
         engine,
         clock,
         state.telemetry,
-        ReleaseQuantum(settings.release_quantum_s),
+        ReleaseDeadline(settings.release_quantum_s, settings.release_per_value_s),
     )
     return state
 

@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from privacy.keyring import MasterKey
+from service.queries.timing import PER_VALUE_S
 
 DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "policies" / "default.yaml"
 
@@ -62,8 +63,10 @@ class Settings(BaseSettings):
     max_running_query: int = Field(default=8, ge=1)
     max_running_other: int = Field(default=16, ge=1)
     max_wait_s: float = Field(default=0.5, ge=0)
-    # The noisy phase of a release ends on a multiple of this (service/queries/timing.py).
+    # The noisy phase of a release ends at a deadline fixed by its plan:
+    # release_quantum_s + (values noised) x release_per_value_s (service/queries/timing.py).
     release_quantum_s: float = Field(default=0.01, ge=0, le=10)
+    release_per_value_s: float = Field(default=PER_VALUE_S, ge=0, le=0.01)
 
     @property
     def resolved_database_url(self) -> str:

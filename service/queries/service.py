@@ -1,4 +1,4 @@
-"""The budgeted query flow: validate, plan, check the budget, aggregate, charge, release.
+"""The budgeted query flow: validate, plan, check the budget, charge, aggregate, release.
 
 The order is what makes the budget hold (see docs/guarantees.md, "Budget"):
 
@@ -7,12 +7,14 @@ The order is what makes the budget hold (see docs/guarantees.md, "Budget"):
 2. an identical request by the same analyst within the repeat window is answered with
    the stored release, at no cost (repeating a query cannot average its noise away);
 3. a cheap read of the budget refuses hopeless queries before any data is touched;
-4. the bounded aggregates are computed (nothing is charged if this fails);
-5. ONE transaction checks every epoch against the analyst's and the global cap, charges
-   them, records the release and appends the audit entry; it commits before any noisy
-   value exists, so a charge can never be lost behind an answer that left;
-6. the noise is drawn and the values stored for the repeat window; a failure from here
-   on leaves the charge in place.
+4. ONE transaction checks every epoch against the analyst's and the global cap, charges
+   them, records the release and appends the audit entry; it commits before any data is
+   read, so a query refused for budget (even one that lost a race for the last of it)
+   has read nothing, and a charge can never be lost behind an answer that left;
+5. the bounded aggregates are computed, then the noise is drawn inside a deadline fixed
+   by the plan (service/queries/timing.py) and the values stored for the repeat window;
+   a failure from here on leaves the charge in place (a budget is never refunded: the
+   data was read).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from privacy.query import (
 from service.errors import ApiError, BudgetExhausted, Forbidden, InvalidQuery
 from service.queries import budget
 from service.queries.engine import QueryEngine
-from service.queries.timing import ReleaseQuantum
+from service.queries.timing import ReleaseDeadline
 from service.store.base import Charge, EpochShortfall, OverBudget, ReleaseRecord, Store
 from service.telemetry import Telemetry
 
@@ -61,10 +63,10 @@ class QueryService:
         engine: QueryEngine,
         clock: Callable[[], datetime],
         telemetry: Telemetry | None = None,
-        quantum: ReleaseQuantum | None = None,
+        deadline: ReleaseDeadline | None = None,
     ) -> None:
         self.store = store
-        self.quantum = quantum or ReleaseQuantum(0)
+        self.deadline = deadline or ReleaseDeadline(0)
         self.loaded = loaded
         self.policy: Policy = loaded.policy
         self.engine = engine
@@ -180,7 +182,6 @@ class QueryService:
         )
         if short:
             raise self._exhausted(plan, short)
-        aggregates = self.engine.aggregate(plan)
         try:
             earlier = ledger.charge(charge, since)
         except OverBudget as exc:
@@ -189,7 +190,9 @@ class QueryService:
             return self._repeat(analyst, earlier)
         self._count(plan, "charged")
         try:
-            with self.quantum.hold():  # the noise draw's duration must not reveal its size
+            aggregates = self.engine.aggregate(plan)
+            values = sum(c.length for c in plan.components)
+            with self.deadline.hold(values):  # the noise draw's duration must not reveal it
                 released = self.engine.release(plan, aggregates)
         except Exception as exc:
             log.error(

@@ -256,3 +256,42 @@ def test_the_global_cap_binds_two_analysts_together(
     assert error["code"] == "budget_exhausted"
     assert error["epochs"] == {DAY: {"remaining": 0.5, "global_remaining": 0.0}}
     assert client.get("/v1/budget", headers=bob).json()["global_remaining"][DAY] == 0.0
+
+
+def test_of_two_concurrent_queries_the_one_refused_for_budget_has_read_no_data(
+    served: tuple[TestClient, dict[str, str]],
+) -> None:
+    # A budget that fits one of the two: both pass the cheap pre-check on a snapshot, then
+    # meet (a barrier) before the binding charge. The refused one must not have aggregated,
+    # or its refusal would come after a look at the data (and its timing) for free.
+    client, tokens = served
+    queries = client.app.state.tacit.extras["queries"]  # type: ignore[attr-defined]
+    ledger, engine = queries.store.ledger, queries.engine
+    met = threading.Barrier(2, timeout=30)
+    charge_first, aggregate_first = ledger.charge, engine.aggregate
+    aggregated: list[str] = []
+
+    def charge_after_both_checked(charge: Charge, since: object = None) -> object:
+        met.wait()
+        return charge_first(charge, since)
+
+    def counted_aggregate(plan: object) -> object:
+        aggregated.append(threading.current_thread().name)
+        return aggregate_first(plan)
+
+    ledger.charge, engine.aggregate = charge_after_both_checked, counted_aggregate
+    auth = {"Authorization": f"Bearer {tokens['alice']}"}
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(
+                pool.map(
+                    lambda i: client.post("/v1/queries", json=distinct_query(i, 0.6), headers=auth),
+                    range(2),
+                )
+            )
+    finally:
+        del ledger.charge, engine.aggregate
+    assert sorted(a.status_code for a in answers) == [200, 403]
+    refused = next(a for a in answers if a.status_code == 403)
+    assert refused.json()["error"]["code"] == "budget_exhausted"
+    assert len(aggregated) == 1

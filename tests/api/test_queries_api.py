@@ -281,17 +281,22 @@ def test_budget_exhausted_names_the_days_and_what_is_left_and_charges_nothing(
     assert api.budget()["remaining"][DAY1] == 1.0
 
 
-def test_a_failure_before_the_charge_charges_nothing(api: QueryApi) -> None:
+def test_a_failure_while_reading_the_data_comes_after_the_charge_and_stays_charged(
+    api: QueryApi,
+) -> None:
+    # The charge commits before any data is read (so a refusal never follows a look at
+    # the data): a failure while aggregating keeps it, and the error says so.
     service = api.state.extras["queries"]
 
     def broken(plan: Any) -> Any:
         raise OSError("disk on fire")
 
     service.engine.aggregate = broken  # fault injection on the real engine
-    before = api.ledger()
-    r = api.query()
+    r = api.query(epsilon=0.3)
     assert r.status_code == 500 and "disk" not in r.text
-    assert api.ledger() == before
+    assert r.json()["error"]["code"] == "release_failed"
+    assert "charge stands" in r.json()["error"]["message"]
+    assert api.ledger()[0] == 2 * 300_000_000  # two days of 0.3
 
 
 def test_a_failure_after_the_charge_stays_charged(api: QueryApi) -> None:

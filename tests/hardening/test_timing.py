@@ -4,7 +4,7 @@ Two measurements, each the rank correlation (Spearman) between |noise| and durat
 
 1. OpenDP's discrete Laplace sampler alone, on one cell at scale 1e6, where its time
    depends most clearly on the magnitude of the draw: printed bare (the side channel,
-   for the record: ~+0.2 here), asserted absent inside the fixed time quantum of
+   for the record: ~+0.2 here), asserted absent inside the plan's deadline of
    service/queries/timing.py;
 2. whole answers of POST /v1/queries, as an analyst sees them, over many releases of a
    count whose true value is known (so |noise| = |value - truth|): asserted absent.
@@ -31,7 +31,7 @@ from privacy.keyring import MasterKey
 from privacy.mechanisms import Component, _make_measurement
 from service.app import create_app
 from service.cli.tokens import create_token
-from service.queries.timing import ReleaseQuantum
+from service.queries.timing import ReleaseDeadline
 from service.store.base import Role
 
 Z = 4.9  # two-sided p ~ 1e-6
@@ -67,16 +67,16 @@ def bound(n: int) -> float:
 CELL = Component("count", length=1, l1_sensitivity=1, l2_sensitivity=1.0)
 
 
-def timed_draws(n: int, quantum: ReleaseQuantum | None) -> tuple[list[float], list[float]]:
+def timed_draws(n: int, deadline: ReleaseDeadline | None) -> tuple[list[float], list[float]]:
     # The bare sampler, without the planning around it, to see its own timing.
     sampler = _make_measurement(CELL, "pure", 1e6)
     magnitudes, durations = [], []
     for _ in range(n):
         start = time.perf_counter()
-        if quantum is None:
+        if deadline is None:
             value = sampler([0])[0]
         else:
-            with quantum.hold():
+            with deadline.hold(1):
                 value = sampler([0])[0]
         durations.append(time.perf_counter() - start)
         magnitudes.append(abs(value))
@@ -84,30 +84,58 @@ def timed_draws(n: int, quantum: ReleaseQuantum | None) -> tuple[list[float], li
 
 
 @pytest.mark.slow  # ~5 s: thousands of timed draws
-def test_inside_the_release_quantum_the_duration_of_a_draw_says_nothing_of_its_noise() -> None:
+def test_inside_the_release_deadline_the_duration_of_a_draw_says_nothing_of_its_noise() -> None:
     n = 3000
     bare = spearman(*timed_draws(n, None))
-    held = spearman(*timed_draws(n, ReleaseQuantum(0.001)))
+    held = spearman(*timed_draws(n, ReleaseDeadline(0.001, per_value_s=0)))
     print(f"sampler, Spearman(|noise|, duration) over {n} draws: bare {bare:+.3f}, "
-          f"in a 1 ms quantum {held:+.3f} (bound {bound(n):.3f})")  # fmt: skip
+          f"within a 1 ms deadline {held:+.3f} (bound {bound(n):.3f})")  # fmt: skip
     assert abs(held) < bound(n)
 
 
-def test_the_quantum_rounds_a_phase_up_to_its_next_multiple() -> None:
-    slept: list[float] = []
-    now = [0.0]
-    quantum = ReleaseQuantum(0.01, clock=lambda: now[0], sleep=slept.append)
-    for elapsed in (0.0, 0.004, 0.01, 0.013):
-        with quantum.hold():
-            now[0] += elapsed
-    assert slept == pytest.approx([0.01, 0.006, 0.007])  # 0.01 exactly needs no wait
+class FakeTime:
+    """An injected clock: a phase "takes" what the test says, sleeping advances the clock."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+    def phase(self, deadline: ReleaseDeadline, values: int, takes: float) -> float:
+        """The held duration of a phase of ``values`` values that takes ``takes`` seconds."""
+        start = self.now
+        with deadline.hold(values):
+            self.now += takes
+        return self.now - start
 
 
-def test_a_zero_quantum_never_waits() -> None:
-    slept: list[float] = []
-    with ReleaseQuantum(0, sleep=slept.append).hold():
-        pass
-    assert slept == []
+def test_the_held_duration_is_fixed_by_the_plan_not_by_the_time_the_noise_took() -> None:
+    time_ = FakeTime()
+    deadline = ReleaseDeadline(0.01, per_value_s=0.001, clock=lambda: time_.now, sleep=time_.sleep)
+    # Either side of the old 10 ms quantum's edge (which gave 10 ms, then 20 ms): the same.
+    short, long = time_.phase(deadline, 20, 0.009), time_.phase(deadline, 20, 0.011)
+    assert short == long == pytest.approx(0.03)
+    assert time_.phase(deadline, 20, 0.0299) == pytest.approx(0.03)
+    assert deadline.overruns == 0
+    # The allowance depends on the number of values noised (public, from the plan) only.
+    assert time_.phase(deadline, 100, 0.05) == pytest.approx(0.11)
+
+
+def test_a_phase_past_its_deadline_ends_when_done_and_is_counted() -> None:
+    time_ = FakeTime()
+    deadline = ReleaseDeadline(0.01, per_value_s=0.0, clock=lambda: time_.now, sleep=time_.sleep)
+    assert time_.phase(deadline, 1, 0.025) == pytest.approx(0.025)
+    assert (deadline.overruns, time_.slept) == (1, [])
+
+
+def test_a_zero_deadline_never_waits() -> None:
+    time_ = FakeTime()
+    deadline = ReleaseDeadline(0, clock=lambda: time_.now, sleep=time_.sleep)
+    assert time_.phase(deadline, 1000, 0.001) == pytest.approx(0.001)
+    assert time_.slept == [] and deadline.overruns == 0
 
 
 # --- 2. whole answers -------------------------------------------------------------------
