@@ -14,7 +14,9 @@
    events; every event has a new random UUIDv4 id.
 3. Starts bench/baseline_app.py (same web stack, same validation, nothing stored) with
    the same uvicorn options and drives it with the same load generator.
-4. Prints events/s, requests/s, p50/p99 latency of each, and the ratio to the baseline.
+4. Prints events/s, requests/s, p50/p99 latency of each, the ratio to the baseline, and the
+   server's peak anonymous memory (RssAnon of all its processes) apart from its mapped
+   file pages (bench/rss.py).
 
 Each phase is bounded by ``--duration`` seconds and by the number of prebuilt bodies.
 """
@@ -42,6 +44,7 @@ REPO = BENCH.parent
 sys.path[:0] = [str(REPO), str(BENCH)]
 
 import loadgen  # noqa: E402
+from rss import Sampler, session_pids  # noqa: E402
 from serving import free_port, host_loop_s, wait_healthy  # noqa: E402
 
 from privacy.keyring import Keyring, MasterKey  # noqa: E402
@@ -201,12 +204,15 @@ def drive(
         if line.strip() == b"timing":
             cpu_before = cpu_seconds(server)
             break
-    out, _ = loadgen_proc.communicate(timeout=duration + 600)
+    with Sampler(lambda: session_pids(server), interval_s=0.05) as memory:
+        out, _ = loadgen_proc.communicate(timeout=duration + 600)
     cpu = cpu_seconds(server) - (cpu_before or 0.0)
     if loadgen_proc.returncode != 0 or cpu_before is None:
         raise SystemExit(f"the load generator failed (exit code {loadgen_proc.returncode})")
     result: dict[str, Any] = json.loads(out)
     result["server_cpu_s"] = cpu
+    result["server_anon_mb"] = memory.peak.anon_mb  # all its processes, summed
+    result["server_mapped_mb"] = memory.peak.mapped_mb
     return result
 
 
@@ -223,6 +229,7 @@ def _row(label: str, r: dict[str, Any]) -> str:
         f"  {label:<10} {r['events_per_s']:>11,.0f} {r['requests_per_s']:>10,.0f} "
         f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} "
         f"{r['server_cpu_s'] / events * 1e6:>10.1f} {r['loadgen_cpu_s'] / events * 1e6:>10.1f}"
+        f" {r['server_anon_mb']:>9.0f} {r['server_mapped_mb']:>9.0f}"
         f"   {r['statuses']}" + ("  (ran out of prebuilt bodies)" if r["ran_out_of_bodies"] else "")
     )
 
@@ -231,9 +238,9 @@ def report(phases: list[Phase], results: dict[str, dict[str, Any]]) -> None:
     print()
     print(
         f"  {'':<10} {'events/s':>11} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'server':>10} {'loadgen':>10}   statuses"
+        f"{'server':>10} {'loadgen':>10} {'anon MB':>9} {'mapped MB':>9}   statuses"
     )
-    print(f"  {'':<10} {'':>11} {'':>10} {'':>8} {'':>8} {'CPU us/event':>21}")
+    print(f"  {'':<10} {'':>11} {'':>10} {'':>8} {'':>8} {'CPU us/event':>21} {'server':>19}")
     for phase in phases:
         tacit, base = results[f"tacit/{phase.name}"], results[f"baseline/{phase.name}"]
         print(f"{phase.name} ({phase.events_per_request} per request, {phase.connections} conns)")

@@ -43,6 +43,7 @@ REPO = BENCH.parent
 sys.path[:0] = [str(REPO), str(BENCH), str(REPO / "tests")]
 
 import loadgen  # noqa: E402
+from rss import Sampler, tree_pids  # noqa: E402
 from server import Server, create_token_in_process  # noqa: E402
 
 from privacy.keyring import MasterKey  # noqa: E402
@@ -268,9 +269,14 @@ def main(argv: list[str] | None = None) -> int:
             )
             offered = capacity * args.factor
             fresh = bodies[int(capacity * args.capacity_duration) + 16 :] or bodies
-            tally, budget, health = asyncio.run(
-                open_loop(server.port, tokens, fresh, offered, args.duration, args.max_connections)
-            )
+            assert server.process is not None
+            root = server.process.pid
+            with Sampler(lambda: tree_pids(root), interval_s=0.05) as memory:
+                tally, budget, health = asyncio.run(
+                    open_loop(
+                        server.port, tokens, fresh, offered, args.duration, args.max_connections
+                    )
+                )
             log = server.log_text()
         stored = stored_events(data_dir)
 
@@ -292,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{p99_idle:.1f} ms idle (x{p99_loaded / p99_idle:.1f})")  # fmt: skip
     server_errors = sum(c for s, c in tally.statuses.items() if s.isdigit() and s[0] == "5")
     print(f"5xx other than 503: {server_errors - tally.statuses['503']}")
+    print(f"server memory under overload (all its processes, peak): anon "
+          f"{memory.peak.anon_mb:.0f} MB, mapped files {memory.peak.mapped_mb:.0f} MB")  # fmt: skip
     print("inside the server (from its request log: after the request was read and routed):")
     for route, ms in server_side_ms(log).items():
         print(f"  {route}: p50 {percentile(ms, 0.5):.1f} ms, p99 {percentile(ms, 0.99):.1f} ms")

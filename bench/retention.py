@@ -45,6 +45,7 @@ sys.path[:0] = [str(REPO), str(BENCH)]
 
 import httpx  # noqa: E402
 import loadgen  # noqa: E402
+from rss import Sampler, session_pids  # noqa: E402
 from serving import free_port, wait_healthy  # noqa: E402
 
 from privacy.events import EVENT_TYPE_CODES  # noqa: E402
@@ -243,47 +244,53 @@ def main() -> int:
             start_new_session=True,
         )
     load: subprocess.Popen[bytes] | None = None
+    server_memory = Sampler(lambda: session_pids(server.pid), interval_s=0.05)
+    sweep_memory = Sampler()  # this process, while it sweeps (--sweeper cli)
     try:
         wait_healthy(port, server, log="bench/out/retention-run")
-        served_at = time.time()
-        load = subprocess.Popen(
-            [
-                sys.executable,
-                __file__,
-                "--events-per-request",
-                str(args.events_per_request),
-                "--load",
-                str(port),
-                ingest,
-                str(args.rate),
-                str(args.max_seconds),
-            ],
-            stdout=subprocess.PIPE,
-        )
-        loaded_at = time.time()
-        print(f"load: {args.rate:g} requests/s x {args.events_per_request} events, open loop")
-        if args.sweeper == "cli":
-            time.sleep(args.baseline + 2)
-            cli_store = SQLiteStore(db)
-            sweep_start = time.time()
-            sweeper = Sweeper(cli_store, POLICY.policy, batch_rows=args.batch_rows, actor="bench")
-            report = sweeper.run(datetime.now(UTC))
-            sweep_end = time.time()
-            cli_store.close()
-            counts = report.audit_detail()
-        else:
-            deadline = served_at + interval + args.max_seconds
-            while (entry := _retention_entry(port, admin)) is None:
-                if time.time() > deadline:
-                    raise SystemExit("no scheduled sweep ran before the deadline")
-                time.sleep(0.25)
-            sweep_end = time.time()  # within 0.25 s of the entry being written
-            sweep_start = datetime.fromisoformat(entry["at"]).timestamp()
-            counts = entry["detail"]
-        time.sleep(3)
-        assert load is not None
-        load.send_signal(signal.SIGTERM)  # it stops sending and prints its figures
-        out, _ = load.communicate(timeout=120)
+        with server_memory:
+            served_at = time.time()
+            load = subprocess.Popen(
+                [
+                    sys.executable,
+                    __file__,
+                    "--events-per-request",
+                    str(args.events_per_request),
+                    "--load",
+                    str(port),
+                    ingest,
+                    str(args.rate),
+                    str(args.max_seconds),
+                ],
+                stdout=subprocess.PIPE,
+            )
+            loaded_at = time.time()
+            print(f"load: {args.rate:g} requests/s x {args.events_per_request} events, open loop")
+            if args.sweeper == "cli":
+                time.sleep(args.baseline + 2)
+                cli_store = SQLiteStore(db)
+                sweep_start = time.time()
+                sweeper = Sweeper(
+                    cli_store, POLICY.policy, batch_rows=args.batch_rows, actor="bench"
+                )
+                with sweep_memory:
+                    report = sweeper.run(datetime.now(UTC))
+                sweep_end = time.time()
+                cli_store.close()
+                counts = report.audit_detail()
+            else:
+                deadline = served_at + interval + args.max_seconds
+                while (entry := _retention_entry(port, admin)) is None:
+                    if time.time() > deadline:
+                        raise SystemExit("no scheduled sweep ran before the deadline")
+                    time.sleep(0.25)
+                sweep_end = time.time()  # within 0.25 s of the entry being written
+                sweep_start = datetime.fromisoformat(entry["at"]).timestamp()
+                counts = entry["detail"]
+            time.sleep(3)
+            assert load is not None
+            load.send_signal(signal.SIGTERM)  # it stops sending and prints its figures
+            out, _ = load.communicate(timeout=120)
     finally:
         if load is not None and load.poll() is None:
             load.kill()
@@ -298,6 +305,17 @@ def main() -> int:
     print(
         f"sweep ({args.sweeper}): {deleted:,} events, {counts['event_keys']:,} keys deleted "
         f"in {seconds:.1f} s ({deleted / seconds:,.0f} events/s)"
+    )
+    server_peak = server_memory.peak
+    print(
+        f"server memory (all its processes, peak): anon {server_peak.anon_mb:.0f} MB, "
+        f"mapped files {server_peak.mapped_mb:.0f} MB"
+        + (
+            f"; the CLI sweep's own: anon {sweep_memory.peak.anon_mb:.0f} MB, "
+            f"mapped files {sweep_memory.peak.mapped_mb:.0f} MB"
+            if args.sweeper == "cli"
+            else ""
+        )
     )
     head = ("requests", "errors", "p50 ms", "p99 ms", "max ms")
     print(f"  {'ingestion':<16} " + " ".join(f"{h:>8}" for h in head))
