@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from privacy.keyring import Keyring
 from privacy.policy import load_policy
 from service.deps import AppState, utc_now
-from service.errors import ApiError
+from service.errors import ApiError, BadRequest, NotFoundError, PayloadTooLarge
 from service.ingest.pipeline import Ingestor
 from service.ingest.writer import GroupWriter
 from service.ingest.writer_process import RemoteWriter
@@ -131,6 +131,14 @@ def app_from_env() -> FastAPI:
     return create_app(Settings())
 
 
+_HTTP_CODES = {
+    400: BadRequest.code,
+    404: NotFoundError.code,
+    405: "method_not_allowed",
+    413: PayloadTooLarge.code,
+}
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -138,7 +146,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        # FastAPI's own refusals, in the codes our errors use (a body it cannot parse is
+        # a 400 bad_request like any other malformed body, as the schema says).
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
         return JSONResponse(
             {"error": {"code": code, "message": str(exc.detail)}},
             status_code=exc.status_code,
@@ -151,16 +161,8 @@ def _install_error_handlers(app: FastAPI) -> None:
             {"field": ".".join(str(p) for p in e["loc"][1:]) or "(body)", "message": e["msg"]}
             for e in exc.errors()
         ]
-        return JSONResponse(
-            {
-                "error": {
-                    "code": "bad_request",
-                    "message": "the request is invalid",
-                    "errors": errors,
-                }
-            },
-            status_code=400,
-        )
+        refusal = BadRequest("the request is invalid", errors=errors)
+        return JSONResponse(refusal.body(), status_code=refusal.status)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:

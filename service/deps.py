@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 from privacy.keyring import Keyring
 from privacy.policy import LoadedPolicy
 from service.auth import authenticate
+from service.errors import Forbidden, Unauthorized
 from service.ingest.pipeline import Ingestor
 from service.ingest.writer import BatchWriter
 from service.settings import Settings
@@ -50,18 +51,23 @@ async def _state_dependency(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(_state_dependency)]
 
 
-def require(*roles: Role) -> Callable[[Request], Principal]:
-    allowed = frozenset(roles)
+class RoleCheck:
+    """The dependency of an authenticated route: the caller, if its bearer token holds
+    one of ``roles``. ``raises`` is what the OpenAPI schema documents for every route
+    that depends on it (service/openapi.py)."""
 
-    def dependency(request: Request) -> Principal:
+    raises = (Unauthorized, Forbidden)
+
+    def __init__(self, *roles: Role) -> None:
+        self.roles = frozenset(roles)
+
+    def __call__(self, request: Request) -> Principal:
         state = get_state(request)
-        return authenticate(request.headers.get("authorization"), state.store.tokens, allowed)
-
-    return dependency
+        return authenticate(request.headers.get("authorization"), state.store.tokens, self.roles)
 
 
-IngestPrincipal = Annotated[Principal, Depends(require(Role.INGEST))]
-AnalystPrincipal = Annotated[Principal, Depends(require(Role.ANALYST))]
-CompliancePrincipal = Annotated[Principal, Depends(require(Role.COMPLIANCE, Role.ADMIN))]
-PolicyReader = Annotated[Principal, Depends(require(Role.COMPLIANCE, Role.ADMIN, Role.ANALYST))]
-AdminPrincipal = Annotated[Principal, Depends(require(Role.ADMIN))]
+IngestPrincipal = Annotated[Principal, Depends(RoleCheck(Role.INGEST))]
+AnalystPrincipal = Annotated[Principal, Depends(RoleCheck(Role.ANALYST))]
+CompliancePrincipal = Annotated[Principal, Depends(RoleCheck(Role.COMPLIANCE, Role.ADMIN))]
+PolicyReader = Annotated[Principal, Depends(RoleCheck(Role.COMPLIANCE, Role.ADMIN, Role.ANALYST))]
+AdminPrincipal = Annotated[Principal, Depends(RoleCheck(Role.ADMIN))]

@@ -1,15 +1,21 @@
 """API errors: each carries its HTTP status and code; one handler renders the envelope
 ``{"error": {"code": ..., "message": ...}}``. Raised anywhere below the routes; never
-HTTPException."""
+HTTPException.
+
+Each class's docstring is what the OpenAPI schema says of its code (service/openapi.py),
+so it describes the error to a caller in one sentence."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 
 class ApiError(Exception):
+    """Internal error; this is probably a bug."""
+
     status = 500
     code = "internal"
+    retry_after: ClassVar[bool] = False  # every raise sends a Retry-After header
 
     def __init__(
         self, message: str, *, headers: dict[str, str] | None = None, **extra: Any
@@ -24,40 +30,66 @@ class ApiError(Exception):
 
 
 class BadRequest(ApiError):
+    """The parameters or the body are malformed; ``errors``, when present, lists each
+    field that is wrong."""
+
     status, code = 400, "bad_request"
 
 
 class InvalidQuery(ApiError):
+    """The query asks for something the policy does not allow, or is malformed; the
+    message says what is wrong and what is allowed."""
+
     status, code = 400, "invalid_query"
 
 
 class Unauthorized(ApiError):
+    """The bearer token is missing, malformed, unknown or revoked."""
+
     status, code = 401, "unauthorized"
 
 
 class Forbidden(ApiError):
+    """The token's role, or the metrics granted to it, do not allow this request."""
+
     status, code = 403, "forbidden"
 
 
 class BudgetExhausted(ApiError):
+    """The query costs more than is left on some of its epochs (``epochs`` says how much
+    is left on each); nothing was charged."""
+
     status, code = 403, "budget_exhausted"
 
 
 class NotFoundError(ApiError):
+    """No such resource."""
+
     status, code = 404, "not_found"
 
 
 class PayloadTooLarge(ApiError):
+    """The body is larger than the server accepts; send smaller batches."""
+
     status, code = 413, "payload_too_large"
 
 
 class UnsupportedMediaType(ApiError):
+    """The body is not sent as Content-Type: application/json."""
+
     status, code = 415, "unsupported_media_type"
 
 
 class TooManyRequests(ApiError):
+    """This token is over its rate limit; retry after Retry-After seconds."""
+
     status, code = 429, "too_many_requests"
+    retry_after = True
 
 
 class Unavailable(ApiError):
+    """The server cannot take this request now (it is at capacity, or a batch could not
+    be stored durably); nothing of it was acknowledged: retry after Retry-After seconds."""
+
     status, code = 503, "unavailable"
+    retry_after = True

@@ -15,7 +15,6 @@ router = APIRouter(tags=["compliance"])
 @router.get(
     "/v1/audit",
     summary="Audit log entries after a seq, oldest first, with the chain's verification",
-    responses={401: {"description": "Missing or unknown token"}, 403: {"description": "Role"}},
 )
 def get_audit(
     principal: CompliancePrincipal,

@@ -28,12 +28,15 @@ from service.deps import AppState, get_state
 from service.errors import (
     ApiError,
     BadRequest,
+    Forbidden,
     PayloadTooLarge,
+    Unauthorized,
     Unavailable,
     UnsupportedMediaType,
 )
 from service.ingest.parse import BadBatch, parse_batch
 from service.limits import charge_events
+from service.openapi import raises
 from service.store.base import Role
 
 PATH = "/v1/events"
@@ -98,11 +101,10 @@ async def read_body(headers: Headers, chunks: AsyncIterator[bytes], limit: int) 
     summary="Post a batch of 1-1000 events",
     responses={
         200: {"description": "Per-event outcome; sent only after the accepted events are durable."},
-        400: {"description": "Malformed JSON or batch"},
-        401: {"description": "Missing or unknown token"},
-        403: {"description": "Not an ingest token"},
-        413: {"description": "Body too large"},
-        415: {"description": "Not JSON"},
+        # ingest() authenticates itself (it serves without FastAPI's dependencies).
+        **raises(
+            Unauthorized, Forbidden, UnsupportedMediaType, PayloadTooLarge, BadRequest, Unavailable
+        ),
     },
 )
 async def post_events(request: Request) -> JSONResponse:

@@ -15,7 +15,6 @@ router = APIRouter(tags=["compliance"])
 @router.get(
     "/v1/policy",
     summary="The active policy as JSON, the sha256 of its file and what it means in plain words",
-    responses={401: {"description": "Missing or unknown token"}, 403: {"description": "Role"}},
 )
 def get_policy(principal: PolicyReader, state: StateDep) -> dict[str, Any]:
     # The policy is fixed for the life of the app: explain it once (the zCDP conversion

@@ -10,8 +10,9 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.deps import AnalystPrincipal, StateDep
-from service.errors import InvalidQuery
-from service.queries.service import QueryService
+from service.errors import BudgetExhausted, Forbidden, InvalidQuery, PayloadTooLarge
+from service.openapi import raises
+from service.queries.service import QueryService, ReleaseFailed
 from service.routes.events import read_body
 
 router = APIRouter(tags=["queries"])
@@ -43,15 +44,8 @@ _BODY_DOC = {
         "content": {"application/json": {"schema": QueryBody.model_json_schema()}},
     }
 }
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "invalid_query: what is wrong and what is allowed"},
-    401: {"description": "Missing or unknown token"},
-    403: {
-        "description": "forbidden (metric not granted, or not an analyst token) or "
-        "budget_exhausted (naming the epochs and what is left); nothing is charged"
-    },
-    413: {"description": "Body too large"},
-}
+# Forbidden: a metric the analyst is not granted (the role is checked by AnalystPrincipal).
+_PREVIEW_ERRORS = (InvalidQuery, PayloadTooLarge, Forbidden)
 
 
 def _service(state: StateDep) -> QueryService:
@@ -82,7 +76,7 @@ def list_metrics(principal: AnalystPrincipal, state: StateDep) -> dict[str, Any]
     "/v1/queries",
     summary="Run a DP query; its budget is charged before the answer leaves",
     openapi_extra=_BODY_DOC,
-    responses=_ERRORS,
+    responses=raises(*_PREVIEW_ERRORS, BudgetExhausted, ReleaseFailed),
 )
 async def post_query(
     request: Request, principal: AnalystPrincipal, state: StateDep
@@ -97,7 +91,7 @@ async def post_query(
     "/v1/queries/preview",
     summary="Cost and expected 95 % half-widths of a query; charges nothing",
     openapi_extra=_BODY_DOC,
-    responses=_ERRORS,
+    responses=raises(*_PREVIEW_ERRORS),
 )
 async def preview_query(
     request: Request, principal: AnalystPrincipal, state: StateDep

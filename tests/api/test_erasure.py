@@ -144,6 +144,17 @@ def test_a_malformed_request_is_refused_without_echoing_the_id(
     assert ALICE not in response.text
 
 
+def test_a_body_that_is_not_utf8_is_a_bad_request_in_the_envelope(api: Api) -> None:
+    # FastAPI refuses it before validation; its refusal carries our code (schemathesis).
+    response = api.client.post(
+        "/v1/subjects/erase",
+        content=b'{"user_id": "\xff\xfe"}',
+        headers={**api.headers("admin"), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "bad_request"
+
+
 def test_an_epoch_past_salt_retention_is_made_unlinkable_instead_of_searched(api: Api) -> None:
     post(api, [event("edit", at=T0, user=ALICE)])
     policy = api.state.policy.policy
