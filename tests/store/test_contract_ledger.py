@@ -2,46 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
-from store.contract import POLICY_SHA
+from store.contract import NANOS, NOW, TENTH, charge
 
-from service.store.base import Charge, OverBudget, Store
-
-NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-NANOS = 1_000_000_000
-TENTH = NANOS // 10
-
-
-def charge(
-    analyst: str = "alice",
-    epochs: tuple[int, ...] = (100,),
-    cost: int = TENTH,
-    request: str = "{}",
-    analyst_cap: int = NANOS,
-    global_cap: int = 2 * NANOS,
-    at: datetime = NOW,
-) -> Charge:
-    return Charge(
-        release_id="rel_" + uuid.uuid4().hex,
-        analyst=analyst,
-        at=at,
-        request_json=request,
-        request_hash=hashlib.sha256(request.encode()).hexdigest(),
-        metric="event_count",
-        unit="epsilon",
-        cost_nanos=cost,
-        epochs=epochs,
-        analyst_cap_nanos=analyst_cap,
-        global_cap_nanos=global_cap,
-        policy_sha256=POLICY_SHA,
-        audit_detail={"metric": "event_count"},
-    )
+from service.store.base import OverBudget, Store
 
 
 def test_ten_charges_of_a_tenth_fill_a_cap_of_one_exactly(store: Store) -> None:
