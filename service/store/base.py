@@ -24,6 +24,8 @@ from service.store.ledger import EpochShortfall as EpochShortfall
 from service.store.ledger import LedgerRepository as LedgerRepository
 from service.store.ledger import OverBudget as OverBudget
 from service.store.ledger import ReleaseRecord as ReleaseRecord
+from service.store.ledger import UnitMismatch as UnitMismatch
+from service.store.ledger import UnitSpend as UnitSpend
 
 
 class Role(StrEnum):

@@ -2,6 +2,11 @@
 
 Each backend implements ``LedgerRepository`` (service/store/sqlite/ledger.py,
 service/store/postgres/ledger.py); the store contract suite runs against both.
+
+Every amount is kept with its unit ("epsilon" or "rho"): nanos of one are not nanos of
+the other, so the ledger never adds a charge to spend of another unit, and the service
+refuses to start under a policy whose unit is not the one the spend was recorded in
+(service/accounting.py).
 """
 
 from __future__ import annotations
@@ -29,6 +34,26 @@ class OverBudget(StoreError):
     def __init__(self, shortfalls: Sequence[EpochShortfall]) -> None:
         self.shortfalls = list(shortfalls)
         super().__init__(f"over budget on epochs {[s.epoch for s in self.shortfalls]}")
+
+
+class UnitMismatch(StoreError):
+    """A charge in one unit met spend in another on one of its epochs; nothing was charged."""
+
+    def __init__(self, recorded: str, charged: str, epochs: Sequence[int]) -> None:
+        self.recorded, self.charged, self.epochs = recorded, charged, list(epochs)
+        super().__init__(
+            f"a charge in {charged} met spend in {recorded} on epochs {self.epochs}: "
+            "the ledger never adds one unit to the other"
+        )
+
+
+@dataclass(frozen=True)
+class UnitSpend:
+    """Spend recorded in one unit: on how many epochs, and the newest of them."""
+
+    unit: str
+    epochs: int
+    last_epoch: int
 
 
 @dataclass(frozen=True)
@@ -99,9 +124,15 @@ class LedgerRepository(Protocol):
         First, if ``repeat_since`` is given and the same analyst made a release of the
         same request (hash) at or after it whose values are stored, return that release
         and charge nothing. Otherwise raise ``OverBudget`` (nothing charged) if any epoch
-        would pass a cap, else add the cost to every epoch, record the release (values
-        pending) and append the audit entry; return None once committed.
+        would pass a cap, or ``UnitMismatch`` (nothing charged) if any epoch holds spend
+        of another unit than ``charge.unit`` (by any analyst), else add the cost to every
+        epoch, record the release (values pending) and append the audit entry; return
+        None once committed.
         """
+        ...
+
+    def units(self) -> list[UnitSpend]:
+        """Every unit the ledger holds spend in, by unit name (none when it is empty)."""
         ...
 
     def find_repeat(self, analyst: str, request_hash: str, since: datetime) -> ReleaseRecord | None:
