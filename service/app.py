@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from privacy.keyring import Keyring
 from privacy.policy import load_policy
+from service.accounting import check_ledger_unit
 from service.deps import AppState, utc_now
 from service.errors import ApiError, BadRequest, NotFoundError, PayloadTooLarge
 from service.ingest.pipeline import Ingestor
@@ -53,6 +54,11 @@ def build_state(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
         sqlite_synchronous=settings.sqlite_synchronous,
         pool_size=settings.database_pool_size,
     )
+    try:
+        check_ledger_unit(store, loaded, clock())  # before the policy counts as loaded
+    except BaseException:
+        store.close()
+        raise
     master = settings.load_master_key()
     keyring = Keyring(master, store.salts, loaded.policy.identifiers)
     ingestor = Ingestor(

@@ -64,9 +64,9 @@ class PgServer:
             self._template = name
         return self._template
 
-    def create_database(self) -> str:
-        """A new database with the current schema; its URL."""
-        template = self._template_name()
+    def create_database(self, *, migrated: bool = True) -> str:
+        """A new database with the current schema (or, not ``migrated``, none); its URL."""
+        template = self._template_name() if migrated else "template0"
         name = f"tacit_test_{uuid.uuid4().hex[:16]}"
         with self._admin() as conn:
             conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from service.cli.common import CliError, add_common, policy_from, settings_from, store_from
+from service.accounting import AccountingChanged, check_ledger_unit
+from service.cli.common import CliError, add_common, now, policy_from, settings_from, store_from
 from service.logging import uvicorn_config
 from service.runtime import settle_heap
 from service.settings import ConfigError, Settings
@@ -112,13 +113,20 @@ def worker_app() -> FastAPI:
 
 
 def check_store(settings: Settings) -> None:
-    """Open (and migrate) the store once, before any worker starts: a wrong database URL
-    or an unreachable database fails here with one clear message, not in every worker."""
+    """Open (and migrate) the store once, before any worker starts: a wrong database URL,
+    an unreachable database or a ledger kept in another unit than the policy's budgets
+    (service/accounting.py) fails here with one clear message, not in every worker."""
+    loaded = policy_from(settings)
     try:
-        store = store_from(settings)
+        store = store_from(settings, loaded)
     except StoreError as exc:
         raise CliError(str(exc)) from exc
-    store.close()
+    try:
+        check_ledger_unit(store, loaded, now())
+    except AccountingChanged as exc:
+        raise CliError(str(exc)) from exc
+    finally:
+        store.close()
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -37,11 +37,19 @@ from privacy.query import (
     oldest_queryable_day,
     plan_query,
 )
+from service.accounting import conflict
 from service.errors import ApiError, BudgetExhausted, Forbidden, InvalidQuery
 from service.queries import budget
 from service.queries.engine import QueryEngine
 from service.queries.timing import ReleaseDeadline
-from service.store.base import Charge, EpochShortfall, OverBudget, ReleaseRecord, Store
+from service.store.base import (
+    Charge,
+    EpochShortfall,
+    OverBudget,
+    ReleaseRecord,
+    Store,
+    UnitMismatch,
+)
 from service.telemetry import Telemetry
 
 log = logging.getLogger("tacit.queries")
@@ -186,6 +194,8 @@ class QueryService:
             earlier = ledger.charge(charge, since)
         except OverBudget as exc:
             raise self._exhausted(plan, exc.shortfalls) from None
+        except UnitMismatch as exc:
+            raise conflict(exc, self.policy) from None
         if earlier is not None:
             return self._repeat(analyst, earlier)
         self._count(plan, "charged")

@@ -1,11 +1,14 @@
-"""Rows and batches for the store contract tests (plain values, as ingestion makes them)."""
+"""Rows, batches and charges for the store contract tests (plain values, as the service
+makes them)."""
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from service.store.base import EVENT_COLUMNS, QUARANTINE_COLUMNS, WriteBatch
+from service.store.base import EVENT_COLUMNS, QUARANTINE_COLUMNS, Charge, WriteBatch
 
 DAY = 86_400
 T0_TS = int(datetime(2026, 11, 20, 12, 0, tzinfo=UTC).timestamp())
@@ -56,3 +59,36 @@ def batch(
         b.keys.append((ts * 1000, eid))
         b.rows.append(event_row(ts, event_type=event_type, user_ps=user_ps, source_id=source_id))
     return b
+
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+NANOS = 1_000_000_000
+TENTH = NANOS // 10
+
+
+def charge(
+    analyst: str = "alice",
+    epochs: tuple[int, ...] = (100,),
+    cost: int = TENTH,
+    request: str = "{}",
+    analyst_cap: int = NANOS,
+    global_cap: int = 2 * NANOS,
+    at: datetime = NOW,
+    unit: str = "epsilon",
+) -> Charge:
+    """A charge as the query service makes one: ``cost`` nanos on every epoch of ``epochs``."""
+    return Charge(
+        release_id="rel_" + uuid.uuid4().hex,
+        analyst=analyst,
+        at=at,
+        request_json=request,
+        request_hash=hashlib.sha256(request.encode()).hexdigest(),
+        metric="event_count",
+        unit=unit,
+        cost_nanos=cost,
+        epochs=epochs,
+        analyst_cap_nanos=analyst_cap,
+        global_cap_nanos=global_cap,
+        policy_sha256=POLICY_SHA,
+        audit_detail={"metric": "event_count"},
+    )

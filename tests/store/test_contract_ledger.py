@@ -2,46 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
-from store.contract import POLICY_SHA
+from store.contract import NANOS, NOW, TENTH, charge
 
-from service.store.base import Charge, OverBudget, Store
-
-NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-NANOS = 1_000_000_000
-TENTH = NANOS // 10
-
-
-def charge(
-    analyst: str = "alice",
-    epochs: tuple[int, ...] = (100,),
-    cost: int = TENTH,
-    request: str = "{}",
-    analyst_cap: int = NANOS,
-    global_cap: int = 2 * NANOS,
-    at: datetime = NOW,
-) -> Charge:
-    return Charge(
-        release_id="rel_" + uuid.uuid4().hex,
-        analyst=analyst,
-        at=at,
-        request_json=request,
-        request_hash=hashlib.sha256(request.encode()).hexdigest(),
-        metric="event_count",
-        unit="epsilon",
-        cost_nanos=cost,
-        epochs=epochs,
-        analyst_cap_nanos=analyst_cap,
-        global_cap_nanos=global_cap,
-        policy_sha256=POLICY_SHA,
-        audit_detail={"metric": "event_count"},
-    )
+from service.store.base import OverBudget, Store, UnitMismatch, UnitSpend
 
 
 def test_ten_charges_of_a_tenth_fill_a_cap_of_one_exactly(store: Store) -> None:
@@ -116,3 +84,32 @@ def test_forgetting_old_epochs_removes_their_budgets_and_releases(store: Store) 
     assert store.ledger.spent("alice", [98, 99, 100]) == {98: 0, 99: 0, 100: TENTH}
     assert store.ledger.release(old.release_id) is None
     assert store.ledger.release(mixed.release_id) is not None
+
+
+def test_every_charge_keeps_its_unit_beside_its_amount(store: Store) -> None:
+    assert store.ledger.units() == []
+    store.ledger.charge(charge(unit="rho", epochs=(100, 101)))
+    store.ledger.charge(charge(analyst="bob", unit="rho", epochs=(101,)))
+    assert store.ledger.units() == [UnitSpend("rho", epochs=2, last_epoch=101)]
+    assert store.ledger.spent("alice", [100, 101]) == {100: TENTH, 101: TENTH}
+
+
+def test_the_unit_of_the_spend_is_what_another_node_or_a_restart_reads(
+    open_node: Callable[[], Store],
+) -> None:
+    open_node().ledger.charge(charge(unit="rho", epochs=(100,)))
+    assert open_node().ledger.units() == [UnitSpend("rho", epochs=1, last_epoch=100)]
+
+
+def test_a_charge_in_another_unit_than_its_epochs_hold_is_refused_whole(store: Store) -> None:
+    store.ledger.charge(charge(analyst="alice", unit="rho", epochs=(100,)))
+    audit_before = len(store.audit.page(0, 1000))
+    refused = charge(analyst="bob", unit="epsilon", epochs=(99, 100))
+    with pytest.raises(UnitMismatch) as mismatch:
+        store.ledger.charge(refused)
+    # Bob has no spend of his own there: the epoch's global sum must not mix units either.
+    assert (mismatch.value.recorded, mismatch.value.charged) == ("rho", "epsilon")
+    assert store.ledger.spent("bob", [99, 100]) == {99: 0, 100: 0}
+    assert store.ledger.global_spent([99, 100]) == {99: 0, 100: TENTH}
+    assert store.ledger.release(refused.release_id) is None
+    assert len(store.audit.page(0, 1000)) == audit_before

@@ -136,8 +136,9 @@ class Database:
                 time.sleep(0.01 * 2**attempt)
         raise AssertionError("unreachable")
 
-    def migrate(self) -> None:
-        """Apply pending migrations; safe when several nodes start at once."""
+    def migrate(self, target: int | None = None) -> None:
+        """Apply pending migrations (up to version ``target``, else all); safe when several
+        nodes start at once."""
         with self.connect() as conn, conn.transaction():
             # Everything below, even the version table, is created under this lock.
             conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_SPACE, LOCK_MIGRATE))
@@ -152,7 +153,8 @@ class Database:
                     f"the database at {self.where} has schema version {version}, newer than "
                     f"this Tacit ({len(MIGRATIONS)}): upgrade Tacit on this node"
                 )
-            for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
+            pending = MIGRATIONS[version:target]
+            for number, statements in enumerate(pending, start=version + 1):
                 for statement in statements:
                     conn.execute(statement)
                 conn.execute("INSERT INTO tacit_schema (version) VALUES (%s)", (number,))

@@ -4,6 +4,8 @@ Check-and-charge is one transaction that first takes a transaction-scoped adviso
 shared by every node: two charges (on any nodes) never both see the same remaining
 budget, so no cap is ever exceeded, and the charge, the release row and the audit entry
 commit together or not at all. Charges are rare and short, so one lock costs nothing.
+Each amount is kept with its unit, and a charge never lands on an epoch holding spend of
+the other unit.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from service.store.base import Charge, OverBudget, ReleaseRecord
+from service.store.base import Charge, OverBudget, ReleaseRecord, UnitMismatch, UnitSpend
 from service.store.postgres.audit import PostgresAudit
 from service.store.postgres.db import LOCK_LEDGER, LOCK_SPACE, Conn, Database, to_ms
 from service.store.rows import RELEASE_COLUMNS, RELEASE_INSERT_COLUMNS, release_record, release_row
@@ -37,6 +39,17 @@ def _global_spent(conn: Conn, epochs: Sequence[int]) -> dict[int, int]:
     ).fetchall()
     found.update({int(e): int(n) for e, n in rows})
     return found
+
+
+def _other_unit(conn: Conn, charge: Charge) -> UnitMismatch | None:
+    """The refusal of a charge whose epochs hold spend of another unit, if they do."""
+    rows = conn.execute(
+        "SELECT unit, epoch FROM budget_spend WHERE unit <> %s AND epoch = ANY(%s)",
+        (charge.unit, list(charge.epochs)),
+    ).fetchall()
+    if not rows:
+        return None
+    return UnitMismatch(str(rows[0][0]), charge.unit, sorted({int(e) for _, e in rows}))
 
 
 def _find_repeat(
@@ -77,17 +90,21 @@ class PostgresLedger:
                 earlier = _find_repeat(conn, charge.analyst, charge.request_hash, repeat_since)
                 if earlier is not None:
                     return earlier
+            # Spend of another unit makes the sums below meaningless: refused first.
+            mismatch = _other_unit(conn, charge)
+            if mismatch is not None:
+                raise mismatch  # rolls the (empty) transaction back
             short = charge.shortfalls(
                 _spent(conn, charge.analyst, charge.epochs), _global_spent(conn, charge.epochs)
             )
             if short:
                 raise OverBudget(short)  # rolls the (empty) transaction back
             conn.execute(
-                "INSERT INTO budget_spend (analyst, epoch, nanos) "
-                "SELECT %s, e, %s FROM unnest(%s::integer[]) AS e "
+                "INSERT INTO budget_spend (analyst, epoch, nanos, unit) "
+                "SELECT %s, e, %s, %s FROM unnest(%s::integer[]) AS e "
                 "ON CONFLICT (analyst, epoch) "
                 "DO UPDATE SET nanos = budget_spend.nanos + excluded.nanos",
-                (charge.analyst, charge.cost_nanos, list(charge.epochs)),
+                (charge.analyst, charge.cost_nanos, charge.unit, list(charge.epochs)),
             )
             conn.execute(
                 f"INSERT INTO releases ({RELEASE_INSERT_COLUMNS}) "
@@ -96,6 +113,14 @@ class PostgresLedger:
             )
             self._audit.append_in(conn, "release", charge.analyst, charge.audit_detail, charge.at)
         return None
+
+    def units(self) -> list[UnitSpend]:
+        with self._db.read() as conn:
+            rows = conn.execute(
+                "SELECT unit, count(DISTINCT epoch), max(epoch) FROM budget_spend "
+                "GROUP BY unit ORDER BY unit"
+            ).fetchall()
+        return [UnitSpend(str(u), int(n), int(last)) for u, n, last in rows]
 
     def find_repeat(self, analyst: str, request_hash: str, since: datetime) -> ReleaseRecord | None:
         with self._db.read() as conn:

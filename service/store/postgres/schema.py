@@ -153,4 +153,29 @@ MIGRATIONS: list[list[str]] = [
             LANGUAGE sql IMMUTABLE PARALLEL SAFE
             RETURN CASE WHEN x >= 0 THEN trunc(x + 0.5) ELSE -trunc(-x + 0.5) END""",
     ],
+    # Each amount's unit beside it (mirrors SQLite migration 4, which says why and how an
+    # old row gets its unit): the unit of the releases that charged it; else rho, of at
+    # least its nanos and at least their square / 2e9, computed exactly in numeric.
+    [
+        """ALTER TABLE budget_spend ADD COLUMN unit text
+            CHECK (unit IN ('epsilon', 'rho'))""",
+        """UPDATE budget_spend b SET
+            unit = coalesce(k.recorded, 'rho'),
+            nanos = CASE
+                WHEN k.recorded IS NOT NULL OR b.nanos <= 2000000000 THEN b.nanos
+                ELSE least(
+                    ceil(b.nanos::numeric * b.nanos / 2000000000), 9223372036854775807
+                )::bigint
+            END
+        FROM (
+            SELECT s.analyst, s.epoch, (
+                SELECT CASE WHEN count(DISTINCT r.unit) = 1 THEN min(r.unit) END
+                FROM releases r
+                WHERE r.analyst = s.analyst AND r.epochs_json::jsonb @> to_jsonb(s.epoch)
+            ) AS recorded
+            FROM budget_spend s
+        ) k
+        WHERE k.analyst = b.analyst AND k.epoch = b.epoch""",
+        """ALTER TABLE budget_spend ALTER COLUMN unit SET NOT NULL""",
+    ],
 ]

@@ -109,11 +109,13 @@ class Database:
         finally:
             conn.execute("COMMIT")
 
-    def migrate(self) -> None:
-        """Apply pending migrations; safe when several processes start at once."""
+    def migrate(self, target: int | None = None) -> None:
+        """Apply pending migrations (up to version ``target``, else all); safe when several
+        processes start at once."""
         with self.write() as conn:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
+            pending = MIGRATIONS[version:target]
+            for number, statements in enumerate(pending, start=version + 1):
                 for statement in statements:
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {number}")

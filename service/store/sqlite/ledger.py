@@ -3,7 +3,8 @@
 Check-and-charge runs inside one ``BEGIN IMMEDIATE`` transaction (``Database.write``),
 which SQLite serialises across threads and processes: two charges never both see the
 same remaining budget, so a cap is never exceeded, and the charge, the release row and
-the audit entry commit together or not at all.
+the audit entry commit together or not at all. Each amount is kept with its unit, and a
+charge never lands on an epoch holding spend of the other unit.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from service.store.base import Charge, OverBudget, ReleaseRecord
+from service.store.base import Charge, OverBudget, ReleaseRecord, UnitMismatch, UnitSpend
 from service.store.rows import RELEASE_COLUMNS, RELEASE_INSERT_COLUMNS, release_record, release_row
 from service.store.sqlite.audit import SQLiteAudit
 from service.store.sqlite.db import Database, to_ms
@@ -44,6 +45,21 @@ def _global_spent(conn: sqlite3.Connection, epochs: Sequence[int]) -> dict[int, 
         )
         found.update({int(e): int(n) for e, n in rows})
     return found
+
+
+def _other_unit(conn: sqlite3.Connection, charge: Charge) -> UnitMismatch | None:
+    """The refusal of a charge whose epochs hold spend of another unit, if they do."""
+    recorded, epochs = None, set()
+    for start in range(0, len(charge.epochs), 500):
+        chunk = list(charge.epochs[start : start + 500])
+        for unit, epoch in conn.execute(
+            f"SELECT unit, epoch FROM budget_spend WHERE unit <> ? "
+            f"AND epoch IN ({','.join('?' * len(chunk))})",
+            [charge.unit, *chunk],
+        ):
+            recorded = str(unit)
+            epochs.add(int(epoch))
+    return None if recorded is None else UnitMismatch(recorded, charge.unit, sorted(epochs))
 
 
 def _find_repeat(
@@ -82,15 +98,19 @@ class SQLiteLedger:
                 earlier = _find_repeat(conn, charge.analyst, charge.request_hash, repeat_since)
                 if earlier is not None:
                     return earlier
+            # Spend of another unit makes the sums below meaningless: refused first.
+            mismatch = _other_unit(conn, charge)
+            if mismatch is not None:
+                raise mismatch  # rolls the (empty) transaction back
             short = charge.shortfalls(
                 _spent(conn, charge.analyst, charge.epochs), _global_spent(conn, charge.epochs)
             )
             if short:
                 raise OverBudget(short)  # rolls the (empty) transaction back
             conn.executemany(
-                "INSERT INTO budget_spend (analyst, epoch, nanos) VALUES (?, ?, ?) "
+                "INSERT INTO budget_spend (analyst, epoch, nanos, unit) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (analyst, epoch) DO UPDATE SET nanos = nanos + excluded.nanos",
-                [(charge.analyst, epoch, charge.cost_nanos) for epoch in charge.epochs],
+                [(charge.analyst, e, charge.cost_nanos, charge.unit) for e in charge.epochs],
             )
             conn.execute(
                 f"INSERT INTO releases ({RELEASE_INSERT_COLUMNS}) "
@@ -99,6 +119,14 @@ class SQLiteLedger:
             )
             self._audit.append_in(conn, "release", charge.analyst, charge.audit_detail, charge.at)
         return None
+
+    def units(self) -> list[UnitSpend]:
+        with self._db.read() as conn:
+            rows = conn.execute(
+                "SELECT unit, count(DISTINCT epoch), max(epoch) FROM budget_spend "
+                "GROUP BY unit ORDER BY unit"
+            ).fetchall()
+        return [UnitSpend(str(u), int(n), int(last)) for u, n, last in rows]
 
     def find_repeat(self, analyst: str, request_hash: str, since: datetime) -> ReleaseRecord | None:
         with self._db.read() as conn:

@@ -118,4 +118,40 @@ MIGRATIONS: list[list[str]] = [
             eid INTEGER NOT NULL
         )""",
     ],
+    # Each amount's unit beside it: nanos of epsilon and nanos of rho are not the same
+    # thing, and a store restarted under another accounting must not mistake one for the
+    # other (service/accounting.py). An old row takes the unit of the releases that
+    # charged it (a release row leaves only with the last of its epochs' budgets). A row
+    # charged in both units, or by no release left, cannot be read in either for sure:
+    # it becomes rho, of at least its nanos and at least their square / 2e9 (an
+    # epsilon-DP release is epsilon^2/2-zCDP), so it is never less than its true rho
+    # (docs/guarantees.md, "How the ledger keeps the budget").
+    [
+        """CREATE TABLE budget_spend_units (
+            analyst TEXT NOT NULL,
+            epoch INTEGER NOT NULL,
+            nanos INTEGER NOT NULL CHECK (nanos >= 0),
+            unit TEXT NOT NULL CHECK (unit IN ('epsilon', 'rho')),
+            PRIMARY KEY (analyst, epoch)
+        ) WITHOUT ROWID""",
+        """INSERT INTO budget_spend_units (analyst, epoch, nanos, unit)
+        SELECT analyst, epoch,
+            CASE
+                WHEN recorded IS NOT NULL OR nanos <= 2000000000 THEN nanos
+                WHEN nanos >= 135000000000000 THEN 9223372036854775807
+                ELSE CAST(nanos * 1.0 * nanos / 2000000000 AS INTEGER) + 1
+            END,
+            coalesce(recorded, 'rho')
+        FROM (
+            SELECT b.analyst, b.epoch, b.nanos, (
+                SELECT CASE WHEN count(DISTINCT r.unit) = 1 THEN min(r.unit) END
+                FROM releases r, json_each(r.epochs_json) e
+                WHERE r.analyst = b.analyst AND e.value = b.epoch
+            ) AS recorded
+            FROM budget_spend b
+        )""",
+        """DROP TABLE budget_spend""",
+        """ALTER TABLE budget_spend_units RENAME TO budget_spend""",
+        """CREATE INDEX budget_spend_epoch ON budget_spend (epoch)""",
+    ],
 ]

@@ -1,0 +1,154 @@
+"""The budget ledger's protocol and values, backend-neutral: charges, shortfalls, releases.
+
+Each backend implements ``LedgerRepository`` (service/store/sqlite/ledger.py,
+service/store/postgres/ledger.py); the store contract suite runs against both.
+
+Every amount is kept with its unit ("epsilon" or "rho"): nanos of one are not nanos of
+the other, so the ledger never adds a charge to spend of another unit, and the service
+refuses to start under a policy whose unit is not the one the spend was recorded in
+(service/accounting.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from service.store.errors import StoreError
+
+
+@dataclass(frozen=True)
+class EpochShortfall:
+    """An epoch on which a charge would overflow a cap, and what is left there (nanos)."""
+
+    epoch: int
+    analyst_left_nanos: int
+    global_left_nanos: int
+
+
+class OverBudget(StoreError):
+    """A charge was refused; nothing was charged. ``shortfalls`` lists every short epoch."""
+
+    def __init__(self, shortfalls: Sequence[EpochShortfall]) -> None:
+        self.shortfalls = list(shortfalls)
+        super().__init__(f"over budget on epochs {[s.epoch for s in self.shortfalls]}")
+
+
+class UnitMismatch(StoreError):
+    """A charge in one unit met spend in another on one of its epochs; nothing was charged."""
+
+    def __init__(self, recorded: str, charged: str, epochs: Sequence[int]) -> None:
+        self.recorded, self.charged, self.epochs = recorded, charged, list(epochs)
+        super().__init__(
+            f"a charge in {charged} met spend in {recorded} on epochs {self.epochs}: "
+            "the ledger never adds one unit to the other"
+        )
+
+
+@dataclass(frozen=True)
+class UnitSpend:
+    """Spend recorded in one unit: on how many epochs, and the newest of them."""
+
+    unit: str
+    epochs: int
+    last_epoch: int
+
+
+@dataclass(frozen=True)
+class Charge:
+    """One release's budget charge: ``cost_nanos`` on every epoch in ``epochs``.
+
+    Amounts are exact integer nanos (1e-9 of a unit), so ten charges of 0.1 are exactly 1.
+    """
+
+    release_id: str
+    analyst: str
+    at: datetime
+    request_json: str  # the normalized request (canonical JSON): no values' raw inputs
+    request_hash: str  # sha256 hex of request_json, for the repeat lookup
+    metric: str
+    unit: str  # "epsilon" or "rho"
+    cost_nanos: int
+    epochs: tuple[int, ...]
+    analyst_cap_nanos: int
+    global_cap_nanos: int
+    policy_sha256: str
+    audit_detail: dict[str, Any]  # appended as the "release" audit entry, same transaction
+
+    def shortfalls(
+        self, analyst_spent: dict[int, int], global_spent: dict[int, int]
+    ) -> list[EpochShortfall]:
+        """The epochs where this charge would pass the analyst cap or the global cap."""
+        found = []
+        for epoch in self.epochs:
+            mine = self.analyst_cap_nanos - analyst_spent.get(epoch, 0)
+            everyone = self.global_cap_nanos - global_spent.get(epoch, 0)
+            if self.cost_nanos > mine or self.cost_nanos > everyone:
+                found.append(EpochShortfall(epoch, max(mine, 0), max(everyone, 0)))
+        return found
+
+
+@dataclass(frozen=True)
+class ReleaseRecord:
+    """A recorded release; ``rows``/``notes`` are None until its values were stored."""
+
+    release_id: str
+    analyst: str
+    at: datetime
+    request_json: str
+    metric: str
+    unit: str
+    cost_nanos: int
+    epochs: tuple[int, ...]
+    policy_sha256: str
+    rows: list[dict[str, Any]] | None
+    notes: list[str] | None
+
+
+class LedgerRepository(Protocol):
+    """The persistent privacy budget: spend per analyst per epoch, and the releases."""
+
+    def spent(self, analyst: str, epochs: Sequence[int]) -> dict[int, int]:
+        """Nanos ``analyst`` has spent on each of ``epochs`` (0 where nothing)."""
+        ...
+
+    def global_spent(self, epochs: Sequence[int]) -> dict[int, int]:
+        """Nanos all analysts together have spent on each of ``epochs``."""
+        ...
+
+    def charge(self, charge: Charge, repeat_since: datetime | None = None) -> ReleaseRecord | None:
+        """Check every epoch against both caps and charge, in ONE durable transaction.
+
+        First, if ``repeat_since`` is given and the same analyst made a release of the
+        same request (hash) at or after it whose values are stored, return that release
+        and charge nothing. Otherwise raise ``OverBudget`` (nothing charged) if any epoch
+        would pass a cap, or ``UnitMismatch`` (nothing charged) if any epoch holds spend
+        of another unit than ``charge.unit`` (by any analyst), else add the cost to every
+        epoch, record the release (values pending) and append the audit entry; return
+        None once committed.
+        """
+        ...
+
+    def units(self) -> list[UnitSpend]:
+        """Every unit the ledger holds spend in, by unit name (none when it is empty)."""
+        ...
+
+    def find_repeat(self, analyst: str, request_hash: str, since: datetime) -> ReleaseRecord | None:
+        """The latest release of this request by this analyst at or after ``since`` whose
+        values are stored."""
+        ...
+
+    def store_values(
+        self, release_id: str, rows: Sequence[dict[str, Any]], notes: Sequence[str]
+    ) -> None:
+        """Keep a release's (already noisy) values, for the repeat window."""
+        ...
+
+    def release(self, release_id: str) -> ReleaseRecord | None: ...
+
+    def forget_before(self, epoch: int) -> list[int]:
+        """Delete the budgets of every epoch < ``epoch`` and the releases that touched only
+        such epochs; return the epochs whose budgets were deleted."""
+        ...
