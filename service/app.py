@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from privacy.keyring import Keyring
 from privacy.policy import load_policy
 from service.accounting import check_ledger_unit
+from service.body_limit import BodyLimit
 from service.deps import AppState, utc_now
 from service.errors import ApiError, BadRequest, NotFoundError, PayloadTooLarge
 from service.ingest.pipeline import Ingestor
@@ -125,6 +126,9 @@ def create_app(
     _install_error_handlers(app)
     document_behaviour(app, settings.max_batch_events)  # 400s, 429/503s, the events body
     app.add_middleware(events.IngestEndpoint, state=state)  # innermost: see routes/events.py
+    # Other bodies are small; read them with a limit before FastAPI would buffer any size.
+    exempt = frozenset({events.PATH})
+    app.add_middleware(BodyLimit, limit=settings.max_request_bytes, exempt=exempt)
     app.add_middleware(LatencyMiddleware, telemetry=state.telemetry)
     limiter = state.extras["limiter"] = Limiter(LimitConfig.from_settings(settings))
     app.add_middleware(LimitMiddleware, limiter=limiter, registry=state.telemetry.registry)

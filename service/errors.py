@@ -69,7 +69,7 @@ class NotFoundError(ApiError):
 
 
 class PayloadTooLarge(ApiError):
-    """The body is larger than the server accepts; send smaller batches."""
+    """The body is larger than the server accepts; send smaller batches (or a smaller body)."""
 
     status, code = 413, "payload_too_large"
 

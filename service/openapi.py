@@ -34,7 +34,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 
 from privacy.events import EVENT_ADAPTER
-from service.errors import ApiError, BadRequest, TooManyRequests, Unavailable
+from service.errors import ApiError, BadRequest, PayloadTooLarge, TooManyRequests, Unavailable
 from service.limits import RouteClass, route_class
 
 Responses = dict[int | str, dict[str, Any]]
@@ -139,6 +139,8 @@ def _complete(
                 errors.append(BadRequest)
             if route_class(path) is not RouteClass.HEALTH:
                 errors.extend(_LIMITS)
+            if method == "post":  # every body is read with a limit (service/body_limit.py)
+                errors.append(PayloadTooLarge)
             for error in errors:
                 _document(responses, error)
             operation["responses"] = dict(sorted(responses.items()))

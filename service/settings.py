@@ -45,7 +45,8 @@ class Settings(BaseSettings):
     # machine dedicated to Tacit, 10 keeps the writer ahead when the CPU is saturated
     # (docs/deploy.md); on a shared one it would hand the API's CPU to everything else.
     worker_nice: int = Field(default=0, ge=0, le=19)
-    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)  # a batch of events
+    max_request_bytes: int = Field(default=64 << 10, ge=1024)  # any other request's body
     max_batch_events: int = Field(default=1000, ge=1, le=10_000)
     max_future_hours: float = 23.0
     retention_interval_s: float = Field(default=3600.0, gt=0)

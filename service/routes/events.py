@@ -24,6 +24,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.auth import authenticate
+from service.body_limit import read_body
 from service.deps import AppState, get_state
 from service.errors import (
     ApiError,
@@ -55,7 +56,7 @@ async def ingest(
     content_type = headers.get("content-type", "")
     if content_type.split(";")[0].strip().lower() != "application/json":
         raise UnsupportedMediaType("send the batch as Content-Type: application/json")
-    body = await read_body(headers, chunks, state.settings.max_body_bytes)
+    body = await read_body(headers, chunks, state.settings.max_body_bytes, "send smaller batches")
     try:
         parsed = parse_batch(body, state.settings.max_batch_events)
     except BadBatch as exc:
@@ -79,21 +80,6 @@ async def ingest(
         report.accepted, report.duplicates, report.sampled_out, report.rejected_by_reason
     )
     return report.as_dict()
-
-
-async def read_body(headers: Headers, chunks: AsyncIterator[bytes], limit: int) -> bytes:
-    """The body, refusing it as soon as it passes ``limit`` bytes (chunked bodies too)."""
-    declared = headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"the body is larger than {limit} bytes: send smaller batches")
-    parts: list[bytes] = []
-    size = 0
-    async for chunk in chunks:
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the body is larger than {limit} bytes: send smaller batches")
-        parts.append(chunk)
-    return b"".join(parts)
 
 
 @router.post(

@@ -13,11 +13,8 @@ from service.deps import AnalystPrincipal, StateDep
 from service.errors import BudgetExhausted, Forbidden, InvalidQuery, PayloadTooLarge
 from service.openapi import raises
 from service.queries.service import QueryService, ReleaseFailed
-from service.routes.events import read_body
 
 router = APIRouter(tags=["queries"])
-
-MAX_QUERY_BYTES = 64 * 1024
 
 
 class QueryBody(BaseModel):
@@ -54,7 +51,7 @@ def _service(state: StateDep) -> QueryService:
 
 
 async def _query_body(request: Request) -> dict[str, Any]:
-    raw = await read_body(request.headers, request.stream(), MAX_QUERY_BYTES)
+    raw = await request.body()  # at most max_request_bytes (service/body_limit.py)
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):

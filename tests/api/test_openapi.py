@@ -48,7 +48,12 @@ EXPECTED: dict[tuple[str, str], Codes] = {
     },
     ("GET", "/v1/policy"): {**AUTH, **LIMITS},
     ("GET", "/v1/audit"): {**AUTH, **LIMITS, "400": {"bad_request"}},
-    ("POST", "/v1/subjects/erase"): {**AUTH, **LIMITS, "400": {"bad_request"}},
+    ("POST", "/v1/subjects/erase"): {
+        **AUTH,
+        **LIMITS,
+        "400": {"bad_request"},
+        "413": {"payload_too_large"},
+    },
 }
 
 
