@@ -92,7 +92,7 @@ def test_types_the_policy_does_not_sample_are_all_kept(pipeline: Pipeline, clock
 def test_a_session_is_kept_or_dropped_whole(pipeline: Pipeline, clock: Clock) -> None:
     events = sessions("edit", 1000, clock, per_session=6)
     kept: dict[str, int] = defaultdict(int)
-    for index, _ in pipeline.prepare(events).row_events:
+    for index in pipeline.prepare(events).row_indexes:
         kept[events[index]["session_id"]] += 1
     assert set(kept.values()) == {6}  # every kept session has all of its 6 events
     assert 0 < len(kept) < 1000  # and some sessions were dropped (whole)
@@ -102,10 +102,10 @@ def test_the_same_session_is_decided_alike_on_another_worker_and_on_retry(
     pipeline: Pipeline, store: SQLiteStore, master: MasterKey, clock: Clock
 ) -> None:
     events = sessions("dwell", 400, clock)
-    first = {i for i, _ in pipeline.prepare(events).row_events}
+    first = set(pipeline.prepare(events).row_indexes)
     other_worker = Pipeline(store, master, clock)  # its own keyring, salts from the store
-    assert {i for i, _ in other_worker.prepare(events).row_events} == first
-    assert {i for i, _ in pipeline.prepare(events).row_events} == first
+    assert set(other_worker.prepare(events).row_indexes) == first
+    assert set(pipeline.prepare(events).row_indexes) == first
 
 
 def test_kept_events_carry_their_inclusion_probability(pipeline: Pipeline, clock: Clock) -> None:
