@@ -73,7 +73,7 @@ def build_state(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
     )
     state = AppState(settings, loaded, store, keyring, ingestor, Telemetry(), clock)
     engine = QueryEngine(store, loaded.policy)
-    state.extras["queries"] = QueryService(
+    state.queries = QueryService(
         store,
         loaded,
         engine,
@@ -101,7 +101,7 @@ def create_app(
         schedule = RetentionSchedule(
             sweeper, state.store, state.clock, settings.retention_interval_s
         )
-        state.extras["retention"] = schedule
+        state.retention = schedule
         schedule.start()
         try:
             yield
@@ -130,7 +130,7 @@ def create_app(
     exempt = frozenset({events.PATH})
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes, exempt=exempt)
     app.add_middleware(LatencyMiddleware, telemetry=state.telemetry)
-    limiter = state.extras["limiter"] = Limiter(LimitConfig.from_settings(settings))
+    limiter = state.limiter = Limiter(LimitConfig.from_settings(settings))
     app.add_middleware(LimitMiddleware, limiter=limiter, registry=state.telemetry.registry)
     app.add_middleware(RequestLogMiddleware, access_log=settings.access_log)  # outermost
     return app

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -15,9 +15,14 @@ from service.auth import authenticate
 from service.errors import Forbidden, Unauthorized
 from service.ingest.pipeline import Ingestor
 from service.ingest.writer import BatchWriter
+from service.queries.service import QueryService
 from service.settings import Settings
 from service.store.base import Principal, Role, Store
 from service.telemetry import Telemetry
+
+if TYPE_CHECKING:  # built by service/app.py, after this module
+    from service.limits import Limiter
+    from service.retention import RetentionSchedule
 
 
 def utc_now() -> datetime:
@@ -33,8 +38,11 @@ class AppState:
     ingestor: Ingestor
     telemetry: Telemetry
     clock: Callable[[], datetime] = utc_now
-    writer: BatchWriter | None = None
-    extras: dict[str, Any] = field(default_factory=dict)  # per-feature services (queries, ...)
+    queries: QueryService | None = None  # set by build_state
+    limiter: Limiter | None = None  # set by create_app
+    writer: BatchWriter | None = None  # set when the app starts (lifespan)
+    retention: RetentionSchedule | None = None  # set when the app starts (lifespan)
+    policy_view: dict[str, Any] | None = None  # GET /v1/policy's body, built once
 
 
 def get_state(request: Request) -> AppState:
@@ -49,6 +57,15 @@ async def _state_dependency(request: Request) -> AppState:
 
 
 StateDep = Annotated[AppState, Depends(_state_dependency)]
+
+
+async def _query_service(request: Request) -> QueryService:
+    queries = get_state(request).queries
+    assert queries is not None, "build_state sets the query service"
+    return queries
+
+
+QueryServiceDep = Annotated[QueryService, Depends(_query_service)]
 
 
 class RoleCheck:

@@ -19,7 +19,7 @@ router = APIRouter(tags=["compliance"])
 def get_policy(principal: PolicyReader, state: StateDep) -> dict[str, Any]:
     # The policy is fixed for the life of the app: explain it once (the zCDP conversion
     # builds OpenDP measurements) and serve the same body to every reader.
-    body: dict[str, Any] | None = state.extras.get("policy_view")
+    body = state.policy_view
     if body is None:
         loaded = state.policy
         body = {
@@ -28,5 +28,5 @@ def get_policy(principal: PolicyReader, state: StateDep) -> dict[str, Any]:
             "policy": loaded.policy.model_dump(mode="json", by_alias=True),
             "explanation": explain(loaded.policy).as_dict(),
         }
-        state.extras["policy_view"] = body
+        state.policy_view = body
     return body

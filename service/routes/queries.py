@@ -9,10 +9,10 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.deps import AnalystPrincipal, StateDep
+from service.deps import AnalystPrincipal, QueryServiceDep
 from service.errors import BudgetExhausted, Forbidden, InvalidQuery, PayloadTooLarge
 from service.openapi import raises
-from service.queries.service import QueryService, ReleaseFailed
+from service.queries.service import ReleaseFailed
 
 router = APIRouter(tags=["queries"])
 
@@ -45,11 +45,6 @@ _BODY_DOC = {
 _PREVIEW_ERRORS = (InvalidQuery, PayloadTooLarge, Forbidden)
 
 
-def _service(state: StateDep) -> QueryService:
-    service: QueryService = state.extras["queries"]
-    return service
-
-
 async def _query_body(request: Request) -> dict[str, Any]:
     raw = await request.body()  # at most max_request_bytes (service/body_limit.py)
     try:
@@ -65,8 +60,8 @@ async def _query_body(request: Request) -> dict[str, Any]:
 
 
 @router.get("/v1/metrics", summary="The metric catalogue, with allowed group-bys")
-def list_metrics(principal: AnalystPrincipal, state: StateDep) -> dict[str, Any]:
-    return _service(state).catalogue(principal.name)
+def list_metrics(principal: AnalystPrincipal, queries: QueryServiceDep) -> dict[str, Any]:
+    return queries.catalogue(principal.name)
 
 
 @router.post(
@@ -76,11 +71,11 @@ def list_metrics(principal: AnalystPrincipal, state: StateDep) -> dict[str, Any]
     responses=raises(*_PREVIEW_ERRORS, BudgetExhausted, ReleaseFailed),
 )
 async def post_query(
-    request: Request, principal: AnalystPrincipal, state: StateDep
+    request: Request, principal: AnalystPrincipal, queries: QueryServiceDep
 ) -> dict[str, Any]:
     body = await _query_body(request)
     # The planner and the aggregation block: keep them off the event loop.
-    result: dict[str, Any] = await run_in_threadpool(_service(state).run, principal.name, body)
+    result: dict[str, Any] = await run_in_threadpool(queries.run, principal.name, body)
     return result
 
 
@@ -91,13 +86,13 @@ async def post_query(
     responses=raises(*_PREVIEW_ERRORS),
 )
 async def preview_query(
-    request: Request, principal: AnalystPrincipal, state: StateDep
+    request: Request, principal: AnalystPrincipal, queries: QueryServiceDep
 ) -> dict[str, Any]:
     body = await _query_body(request)
-    result: dict[str, Any] = await run_in_threadpool(_service(state).preview, principal.name, body)
+    result: dict[str, Any] = await run_in_threadpool(queries.preview, principal.name, body)
     return result
 
 
 @router.get("/v1/budget", summary="Your remaining budget per epoch, and the global remaining")
-def get_budget(principal: AnalystPrincipal, state: StateDep) -> dict[str, Any]:
-    return _service(state).budget(principal.name)
+def get_budget(principal: AnalystPrincipal, queries: QueryServiceDep) -> dict[str, Any]:
+    return queries.budget(principal.name)

@@ -265,7 +265,7 @@ def test_of_two_concurrent_queries_the_one_refused_for_budget_has_read_no_data(
     # meet (a barrier) before the binding charge. The refused one must not have aggregated,
     # or its refusal would come after a look at the data (and its timing) for free.
     client, tokens = served
-    queries = client.app.state.tacit.extras["queries"]  # type: ignore[attr-defined]
+    queries = client.app.state.tacit.queries  # type: ignore[attr-defined]
     ledger, engine = queries.store.ledger, queries.engine
     met = threading.Barrier(2, timeout=30)
     charge_first, aggregate_first = ledger.charge, engine.aggregate

@@ -286,7 +286,7 @@ def test_a_failure_while_reading_the_data_comes_after_the_charge_and_stays_charg
 ) -> None:
     # The charge commits before any data is read (so a refusal never follows a look at
     # the data): a failure while aggregating keeps it, and the error says so.
-    service = api.state.extras["queries"]
+    service = api.state.queries
 
     def broken(plan: Any) -> Any:
         raise OSError("disk on fire")
@@ -300,7 +300,7 @@ def test_a_failure_while_reading_the_data_comes_after_the_charge_and_stays_charg
 
 
 def test_a_failure_after_the_charge_stays_charged(api: QueryApi) -> None:
-    service = api.state.extras["queries"]
+    service = api.state.queries
 
     def broken(plan: Any, aggregates: Any) -> Any:
         raise RuntimeError("noise failed")

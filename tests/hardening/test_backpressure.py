@@ -47,7 +47,7 @@ class Limited:
             "admin": create_token(store, "root", Role.ADMIN, None),
         }
         self.clock = FakeClock()
-        self.app.state.tacit.extras["limiter"].clock = self.clock
+        self.app.state.tacit.limiter.clock = self.clock
         self.client = TestClient(self.app)
 
     def post(self, who: str, events: list[dict[str, Any]]) -> Any:

@@ -341,7 +341,7 @@ def test_scheduled_sweep_leaves_no_row_older_than_retention_plus_one_interval(
                 "accepted"
             ] == len(batch)
         clock.now = T0 + timedelta(days=90, seconds=interval, milliseconds=1)
-        schedule = app.state.tacit.extras["retention"]
+        schedule = app.state.tacit.retention
         assert schedule.wait_for_ticks(schedule.ticks + 2, timeout=30)
         horizon = int((clock() - timedelta(days=90, seconds=interval)).timestamp())
         with store.db.read() as conn:
