@@ -52,6 +52,10 @@ def free_port() -> int:
         return port
 
 
+def _ignore_sigint() -> None:  # in the child, between fork and exec
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class ServerError(RuntimeError):
     """The server did not start, or a CLI call failed; the message holds the log's tail."""
 
@@ -70,9 +74,12 @@ class Server:
         args: Iterable[str] = (),
         startup_timeout: float = 30.0,
         new_session: bool = False,
+        sigint_ignored: bool = False,
     ) -> None:
         self.data_dir = data_dir
         self.new_session = new_session  # its own process group, as a terminal's job is
+        # Started as a background job of a non-interactive shell is: SIGINT ignored.
+        self.sigint_ignored = sigint_ignored
         self.policy = policy
         self.database_url = database_url
         self.args = list(args)
@@ -229,6 +236,7 @@ class Server:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=self.new_session,
+            preexec_fn=_ignore_sigint if self.sigint_ignored else None,
         )
 
     def _wait_healthy(self) -> bool:

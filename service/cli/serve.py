@@ -214,5 +214,10 @@ def _serve(args: argparse.Namespace) -> int:
             # as the signal ends any program instead.
             signal.signal(sig, signal.SIG_DFL if handler is signal.default_int_handler else handler)
     if received is not None:
+        # End as the signal ends a program, whatever disposition was inherited: a server
+        # started in the background of a non-interactive shell (`make run &`, a CI
+        # runner) inherits SIGINT ignored, and raising an ignored signal would exit 0,
+        # as if nothing had stopped it.
+        signal.signal(received, signal.SIG_DFL)
         signal.raise_signal(received)
     return 0

@@ -104,12 +104,18 @@ def test_serve_demo_resumes_an_interrupted_seeding_and_then_never_seeds_again(
         assert server.log_text().count("demo: seeding") == 1
 
 
-@pytest.mark.slow  # ~5 s: a real server seeding two weeks of traffic, stopped mid-way
+@pytest.mark.slow  # ~5 s each: a real server seeding two weeks of traffic, stopped mid-way
+# Started from a terminal (SIGINT as default) or in the background of a script or a CI
+# runner, which starts it with SIGINT ignored: a Ctrl-C ends it by the signal either way.
+@pytest.mark.parametrize("sigint_ignored", [False, True], ids=["terminal", "background"])
 def test_ctrl_c_during_the_seeding_abandons_it_at_once_to_resume_next_start(
-    tmp_path: Path, master_key_b64: str
+    tmp_path: Path, master_key_b64: str, sigint_ignored: bool
 ) -> None:
     data = tmp_path / "data"
-    server = Server(data, master_key_b64, args=["--dev", "--demo"], new_session=True).start()
+    server = Server(
+        data, master_key_b64, args=["--dev", "--demo"], new_session=True,
+        sigint_ignored=sigint_ignored,
+    ).start()  # fmt: skip
     try:
         deadline = time.monotonic() + 60
         while events_in(data) == 0:  # the seeding is delivering
