@@ -235,7 +235,7 @@ _ALL: tuple[Metric, ...] = (
             "Clicks reweighted by the inverse of the policy's examination propensity of "
             "their position, per response shown: an estimate of how often a response would "
             "be clicked if it were examined. Compare positions with it; it is only as good "
-            "as the declared propensities, and is clipped to [0, 1]."
+            "as the declared propensities, and may exceed 1 where they are too low."
         ),
         kind="rate",
         numerator="click_through events at positions 1..P, each weighted 1 / propensity(position)",

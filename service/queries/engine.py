@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from privacy.mechanisms import halfwidth_for, release
+from privacy.mechanisms import NoisyVector, halfwidth_for, release
 from privacy.policy import Policy
 from privacy.query import QueryPlan
 from service.queries.release import notes_for, release_rows
@@ -83,7 +83,14 @@ class QueryEngine:
 
     def release(self, plan: QueryPlan, aggregates: Aggregates) -> Release:
         """Noise the aggregates with OpenDP under the plan's cost; post-process the rows."""
-        noisy = release(plan.components, plan.cost, aggregates.values, plan.shares)
+        return self.rows(plan, self.noise(plan, aggregates))
+
+    def noise(self, plan: QueryPlan, aggregates: Aggregates) -> dict[str, NoisyVector]:
+        """The noisy vectors: the only step whose duration could depend on the noise."""
+        return release(plan.components, plan.cost, aggregates.values, plan.shares)
+
+    def rows(self, plan: QueryPlan, noisy: Mapping[str, NoisyVector]) -> Release:
+        """The released rows and notes: post-processing of the noisy vectors alone."""
         rows, notes = release_rows(plan, noisy)
         return Release(rows, notes)
 

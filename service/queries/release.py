@@ -7,13 +7,12 @@ released number carries an interval meant to hold the noiseless bounded aggregat
 
 - Counts: the noisy count ± OpenDP's 95 % accuracy of the discrete noise; negative
   counts are shown as 0 (the interval is clipped to 0 too, which never loses coverage).
-- Rates and means (ratio r = A / D of two noisy sums): the interval is every r in the
-  value range at which the observed a - r·d is a plausible draw of the noise X - r·Y, i.e.
-  P(|X - r·Y| >= |a - r·d|) >= 5 % (a Fieller-type inversion). X - r·Y has a closed form:
-  the difference of two Laplace variables (pure) or a Gaussian (zCDP), the continuous
-  limits of the discrete noise at the scales used here. At the true ratio that event has
-  probability 95 %, so the interval covers it 95 % of the time; rates are clipped to
-  [0, 1], means to the metric's value bounds.
+- Rates and means (ratio r = A / D of two noisy sums): every r whose observed a - r·d is
+  a plausible draw of the discrete noise X - r·Y, by privacy/intervals.py (exact for the
+  discrete law at small scales, a proven upper bound of its tail above). Rates are
+  clipped to [0, 1], means to the metric's value bounds; the position-debiased click
+  rate's range is [0, the largest inverse propensity], since its bounded ratio may
+  exceed 1, and a note says when any released cell does.
 - Medians: read from the noisy CDF of a public histogram. With D_j = (mass up to bin j) -
   (mass after it), the true median lies in the first bin with D_j >= 0. Each D_j carries
   the sum of all B bins' noise (signs flipped), bounded with probability 95 % by `t`
@@ -24,129 +23,16 @@ released number carries an interval meant to hold the noiseless bounded aggregat
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping, Sequence
-from functools import lru_cache
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from privacy.bounds import Part
-from privacy.mechanisms import ALPHA, NoisyVector
+from privacy.bounds import IPW_UNIT, Part
+from privacy.intervals import Noise, ratio_interval, sum_noise_halfwidth
+from privacy.mechanisms import NoisyVector
 from privacy.metrics import Metric
 from privacy.query import QueryPlan
 
-__all__ = ["ratio_interval", "release_rows", "sum_noise_halfwidth"]
-
-_GRID = 32  # coarse scan of the value range, to find every accepted region
-_BISECT = 48  # bisection steps per interval end: far below display precision
-
-
-# --- intervals --------------------------------------------------------------------------
-
-
-def _laplace_difference_tail(a: float, c: float, t: float) -> float:
-    """P(|X - Z| > t) for independent Laplace X (scale a) and Z (scale c)."""
-    if c <= 0:
-        return math.exp(-t / a)
-    if a <= 0:
-        return math.exp(-t / c)
-    if abs(a - c) <= 1e-9 * max(a, c):
-        return math.exp(-t / a) * (1 + t / (2 * a))
-    return (a * a * math.exp(-t / a) - c * c * math.exp(-t / c)) / (a * a - c * c)
-
-
-def _gaussian_difference_tail(a: float, c: float, t: float) -> float:
-    """P(|X - Z| > t) for independent centred Gaussians of standard deviations a and c."""
-    s = math.hypot(a, c)
-    return math.erfc(t / (s * math.sqrt(2))) if s > 0 else float(t <= 0)
-
-
-def ratio_interval(
-    a: float,
-    d: float,
-    scale_a: float,
-    scale_d: float,
-    accounting: str,
-    low: float,
-    high: float,
-    alpha: float = ALPHA,
-) -> tuple[float, float]:
-    """The 1 - alpha interval of A / D in [low, high], from noisy a = A + X and d = D + Y.
-
-    Accepts each r with P(|X - r·Y| >= |a - r·d|) >= alpha; returns the hull of the
-    accepted r, or the whole range when none is (an outlier draw: then nothing is known).
-    Scales are in the units of a and d.
-    """
-    tail = _laplace_difference_tail if accounting == "pure" else _gaussian_difference_tail
-
-    def accepted(r: float) -> bool:
-        return tail(scale_a, abs(r) * scale_d, abs(a - r * d)) >= alpha
-
-    seeds = [low + (high - low) * i / _GRID for i in range(_GRID + 1)]
-    if d > 0:
-        seeds.append(min(max(a / d, low), high))
-    inside = sorted(r for r in seeds if accepted(r))
-    if not inside:
-        return low, high
-    lower = _edge(accepted, inside[0], low)
-    upper = _edge(accepted, inside[-1], high)
-    return lower, upper
-
-
-def _edge(accepted: Callable[[float], bool], inside: float, limit: float) -> float:
-    """The accepted point farthest from `inside` towards `limit` (bisection)."""
-    if accepted(limit):
-        return limit
-    good, bad = inside, limit
-    for _ in range(_BISECT):
-        mid = (good + bad) / 2
-        if accepted(mid):
-            good = mid
-        else:
-            bad = mid
-    return good
-
-
-@lru_cache(maxsize=64)  # one per (scale, bins): every release of a plan asks the same
-def sum_noise_halfwidth(accounting: str, scale: float, terms: int, alpha: float = ALPHA) -> float:
-    """t with P(|Z_1 + ... + Z_terms| > t) <= alpha, Z_i iid discrete noise of `scale`.
-
-    zCDP: the discrete Gaussian is sigma-sub-Gaussian, so t = sigma·sqrt(2·terms·ln(2/alpha)).
-    Pure: a Chernoff bound with the discrete Laplace moment generating function
-    M(l) = (1 - q)^2 / ((1 - q e^l)(1 - q e^-l)), q = exp(-1/scale), l < 1/scale.
-    """
-    if accounting != "pure":
-        return scale * math.sqrt(2 * terms * math.log(2 / alpha))
-    q = math.exp(-1 / scale)
-    log_m0 = 2 * math.log1p(-q)
-
-    def log_tail(t: float) -> float:
-        # min over l of  -l·t + terms·log M(l)  (convex in l): golden-section search.
-        def f(lam: float) -> float:
-            return -lam * t + terms * (
-                log_m0 - math.log1p(-q * math.exp(lam)) - math.log1p(-q * math.exp(-lam))
-            )
-
-        lo, hi = 0.0, (1 / scale) * (1 - 1e-12)
-        g = (math.sqrt(5) - 1) / 2
-        for _ in range(100):
-            m1, m2 = hi - g * (hi - lo), lo + g * (hi - lo)
-            if f(m1) < f(m2):
-                hi = m2
-            else:
-                lo = m1
-        return f((lo + hi) / 2) + math.log(2)  # two-sided
-
-    target = math.log(alpha)
-    lo, hi = 0.0, scale * (terms + 50)
-    while log_tail(hi) > target:
-        hi *= 2
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        if log_tail(mid) > target:
-            lo = mid
-        else:
-            hi = mid
-    return hi
+__all__ = ["release_rows"]
 
 
 # --- rows -------------------------------------------------------------------------------
@@ -164,22 +50,23 @@ def _ratio_row(
     bottom: tuple[int, NoisyVector, Part],
     low: float,
     high: float,
-) -> tuple[float | None, list[float]]:
-    (a_raw, a_noisy, a_part), (d_raw, d_noisy, d_part) = top, bottom
-    a, d = a_raw / a_part.divisor, d_raw / d_part.divisor
+) -> tuple[float | None, list[float], bool]:
+    """(value, interval, whether the noisy ratio fell outside [low, high] and was clipped)."""
+    (a, a_noisy, a_part), (d, d_noisy, d_part) = top, bottom
     if d <= 0:  # no events to speak of: say nothing rather than something arbitrary
-        return None, [low, high]
-    value = min(max(a / d, low), high)
+        return None, [low, high], False
+    raw = (a / a_part.divisor) / (d / d_part.divisor)
+    value = min(max(raw, low), high)
     lo, hi = ratio_interval(
         a,
         d,
-        a_noisy.scale / a_part.divisor,
-        d_noisy.scale / d_part.divisor,
-        plan.accounting,
+        Noise(plan.accounting, a_noisy.scale),
+        Noise(plan.accounting, d_noisy.scale),
+        a_part.divisor / d_part.divisor,
         low,
         high,
     )
-    return value, [lo, hi]
+    return value, [lo, hi], value != raw
 
 
 def _median_row(metric: Metric, bins: Sequence[int], t: float) -> tuple[float | None, list[float]]:
@@ -220,6 +107,7 @@ def release_rows(
     metric = plan.metric
     parts = {p.name: p for p in plan.parts}
     values: list[tuple[float | None, list[float]]] = []
+    clipped = 0
     n = len(plan.cells)
     if metric.kind in ("count", "distinct"):
         (name,) = parts
@@ -227,22 +115,17 @@ def release_rows(
         values = [_count_row(vector.values[i], vector, parts[name]) for i in range(n)]
     elif metric.kind in ("rate", "mean"):
         top, bottom = ("numerator", "denominator") if metric.kind == "rate" else ("sum", "count")
-        low, high = (0.0, 1.0)
-        if metric.kind == "mean" and metric.value is not None:
-            low, high = (
-                metric.value.low / metric.value.factor,
-                metric.value.high / metric.value.factor,
-            )
-        values = [
-            _ratio_row(
+        low, high = ratio_range(plan)
+        for i in range(n):
+            value, interval, was_clipped = _ratio_row(
                 plan,
                 (noisy[top].values[i], noisy[top], parts[top]),
                 (noisy[bottom].values[i], noisy[bottom], parts[bottom]),
                 low,
                 high,
             )
-            for i in range(n)
-        ]
+            values.append((value, interval))
+            clipped += was_clipped
     else:
         assert metric.value is not None
         bins = metric.value.bins
@@ -255,7 +138,33 @@ def release_rows(
         {**cell, "value": value, "ci95": interval}
         for cell, (value, interval) in zip(plan.cells, values, strict=True)
     ]
-    return rows, notes_for(plan)
+    notes = notes_for(plan)
+    if clipped:
+        notes.append(
+            f"{clipped} cell(s) had a noisy ratio outside [{low:g}, {high:g}]: their value "
+            "is clipped to the range; their interval is computed from the noisy sums, not "
+            "from the clipped value."
+        )
+    if metric.name == "click_through_rate_debiased" and any(
+        v is not None and v > 1 for v, _ in values
+    ):
+        notes.append(
+            "Some cells exceed 1: at their positions the clicks outnumber what the "
+            "declared examination propensities predict; the propensities there are "
+            "probably too low."
+        )
+    return rows, notes
+
+
+def ratio_range(plan: QueryPlan) -> tuple[float, float]:
+    """Where a rate's or a mean's bounded ratio lies, whatever the data."""
+    metric = plan.metric
+    if metric.kind == "mean" and metric.value is not None:
+        return metric.value.low / metric.value.factor, metric.value.high / metric.value.factor
+    if metric.name == "click_through_rate_debiased":
+        # Each bounded click weighs at most the largest inverse propensity.
+        return 0.0, max(plan.propensity_units) / IPW_UNIT
+    return 0.0, 1.0
 
 
 def notes_for(plan: QueryPlan) -> list[str]:
@@ -282,9 +191,10 @@ def notes_for(plan: QueryPlan) -> list[str]:
             "position; the estimate is only as good as those propensities."
         )
     if metric.kind == "rate":
+        low, high = ratio_range(plan)
         notes.append(
-            "Rates are clipped to [0, 1]; a cell whose noisy denominator is not positive "
-            "has no value (null) and the interval [0, 1]."
+            f"Rates are clipped to [{low:g}, {high:g}]; a cell whose noisy denominator is "
+            f"not positive has no value (null) and the interval [{low:g}, {high:g}]."
         )
     if metric.kind in ("mean", "median") and metric.value is not None:
         v = metric.value

@@ -203,7 +203,10 @@ class QueryService:
             aggregates = self.engine.aggregate(plan)
             values = sum(c.length for c in plan.components)
             with self.deadline.hold(values):  # the noise draw's duration must not reveal it
-                released = self.engine.release(plan, aggregates)
+                noisy = self.engine.noise(plan, aggregates)
+            # Post-processing reads only the noisy vectors, so its time reveals nothing
+            # the answer does not: it runs after the deadline.
+            released = self.engine.rows(plan, noisy)
         except Exception as exc:
             log.error(
                 "release %s failed after its charge: %s", charge.release_id, type(exc).__name__

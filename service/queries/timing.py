@@ -5,7 +5,7 @@ measured here, a discrete Laplace draw at scale 1e6 that lands in the top tenth 
 magnitudes takes ~7 % longer than one in the bottom tenth (Spearman 0.2 over 20 000
 draws). Someone who times many answers could learn which ones carry large noise, which
 DP does not account for. Wrapped in `ReleaseDeadline.hold`, the noisy phase (planning
-the scales, sampling and post-processing of one release) ends at a deadline computed
+the scales and sampling one release's vectors) ends at a deadline computed
 from the number of values it noises (public, from the plan) alone:
 ``base_s + values x per_value_s``. The phase's duration is then that allowance, whatever
 the noise, as long as the phase fits in it; the defaults are ~5x what this phase
@@ -16,7 +16,9 @@ next multiple of a quantum, as before, let the number of quanta depend on the sa
 time once a release took longer than one quantum.) tests/hardening/test_timing.py
 measures both.
 
-The deadline covers the noise only. The aggregation before it takes time that grows with
+The deadline covers the noise only. The post-processing after it (intervals, rows) reads
+only the noisy vectors, so its duration reveals nothing the answer does not. The
+aggregation before it takes time that grows with
 the rows it reads (the data volume, not any one person); docs/threat-model.md says so.
 """
 

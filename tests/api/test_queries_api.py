@@ -305,7 +305,7 @@ def test_a_failure_after_the_charge_stays_charged(api: QueryApi) -> None:
     def broken(plan: Any, aggregates: Any) -> Any:
         raise RuntimeError("noise failed")
 
-    service.engine.release = broken
+    service.engine.noise = broken
     r = api.query(epsilon=0.3)
     assert r.status_code == 500
     assert r.json()["error"]["code"] == "release_failed"

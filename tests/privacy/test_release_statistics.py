@@ -18,11 +18,12 @@ import pytest
 from conftest import REPO
 from queries_data import TODAY, event_row, open_store, policy, write
 
+from privacy.intervals import Noise, ratio_interval, sum_noise_halfwidth
 from privacy.mechanisms import NoisyVector, plan_scales
 from privacy.policy import Policy
 from privacy.query import QueryPlan, QueryRequest, plan_query
 from service.queries.engine import Aggregates, QueryEngine
-from service.queries.release import ratio_interval, release_rows, sum_noise_halfwidth
+from service.queries.release import release_rows
 from service.store.sqlite import SQLiteStore
 
 FAILURE = 1e-6  # the false-failure rate every statistical assertion here is built to
@@ -452,6 +453,7 @@ def test_a_value_present_in_data_but_not_declared_is_released_only_as_other(
 # --- noise only from OpenDP -------------------------------------------------------------------
 
 _RELEASE_PATH = [
+    "privacy/intervals.py",
     "privacy/query.py",
     "privacy/metrics.py",
     "privacy/bounds.py",
@@ -498,8 +500,9 @@ def test_a_rate_is_clipped_to_zero_and_one() -> None:
 
 
 def test_a_rate_interval_holds_the_estimate_and_narrows_with_more_data() -> None:
-    wide = ratio_interval(30, 100, 10, 10, "pure", 0.0, 1.0)
-    narrow = ratio_interval(3000, 10_000, 10, 10, "pure", 0.0, 1.0)
+    noise = Noise("pure", 10.0)
+    wide = ratio_interval(30, 100, noise, noise, 1.0, 0.0, 1.0)
+    narrow = ratio_interval(3000, 10_000, noise, noise, 1.0, 0.0, 1.0)
     assert wide[0] < 0.3 < wide[1] and narrow[0] < 0.3 < narrow[1]
     assert narrow[1] - narrow[0] < (wide[1] - wide[0]) / 10
 
