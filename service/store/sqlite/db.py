@@ -38,7 +38,7 @@ class Database:
         # correctness, also against processes that do not take this lock.
         self._process_lock = os.open(f"{path}.writelock", os.O_RDWR | os.O_CREAT, 0o600)
         self._writer = self._connect()
-        # A fold of the recent-keys log (sqlite/keys.py) writes 25k keys across the last
+        # A fold of the recent-keys log (sqlite/idempotency.py) writes 25k keys across the last
         # seconds of the idempotency index, a region that outgrows SQLite's default 2 MiB
         # cache at tens of thousands of events per second.
         self._writer.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")

@@ -1,6 +1,6 @@
 """Events in SQLite: idempotent, durable batch writes (the ingestion hot path).
 
-Idempotency keys go through :mod:`service.store.sqlite.keys` (a log of recent keys in
+Idempotency keys go through :mod:`service.store.sqlite.idempotency` (a log of recent keys in
 front of the index); rows are inserted grouped by event type (:class:`_Shape`).
 """
 
@@ -17,7 +17,7 @@ from privacy.events import EVENT_TYPE_CODES, PAYLOAD_COLUMNS, PAYLOAD_FIELDS
 from service.store.base import EVENT_COLUMNS, QUARANTINE_COLUMNS, WriteBatch
 from service.store.sqlite import bulk
 from service.store.sqlite.db import Database, from_ms, to_ms
-from service.store.sqlite.keys import FOLD_ROWS, Key, RecentKeys
+from service.store.sqlite.idempotency import FOLD_ROWS, Key, RecentKeys
 
 
 class _Shape:

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from service.store.sqlite.audit import SQLiteAudit
 from service.store.sqlite.db import Database, to_ms
-from service.store.sqlite.keys import bump_generation
+from service.store.sqlite.idempotency import bump_generation
 
 _CLAIM_KEY = "retention_claimed_at"
 # Expired events of one (epoch, type) after a given id: an index range, rowids ascending.

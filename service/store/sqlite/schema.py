@@ -111,7 +111,7 @@ MIGRATIONS: list[list[str]] = [
     ],
     [
         # Recent idempotency keys in arrival order, folded into event_keys in bulk
-        # (service/store/sqlite/keys.py). No index: appending is what makes it cheap.
+        # (service/store/sqlite/idempotency.py). No index: appending is what makes it cheap.
         """CREATE TABLE event_keys_log (
             ts_ms INTEGER NOT NULL,
             source_id INTEGER NOT NULL,

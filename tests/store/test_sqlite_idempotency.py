@@ -1,5 +1,5 @@
 """SQLite's recent-keys log: deduplication stays exact across folds, several writers on one
-file, failed transactions and restarts (service/store/sqlite/keys.py)."""
+file, failed transactions and restarts (service/store/sqlite/idempotency.py)."""
 
 from __future__ import annotations
 
