@@ -8,9 +8,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-import httpx
-
 from service.cli.common import CliError
+from service.client import AnalystClient, Unreachable
 
 
 def register(sub: Any) -> None:
@@ -79,25 +78,18 @@ def _query(args: argparse.Namespace) -> int:
         raise CliError("no API URL: pass --url or set TACIT_URL (e.g. http://127.0.0.1:8000)")
     if not token:
         raise CliError("no token: pass --token or set TACIT_TOKEN to an analyst token")
-    path = "/v1/queries/preview" if args.preview else "/v1/queries"
+    body = request_body(args)
     try:
-        with httpx.Client(base_url=url, timeout=120.0) as client:
-            response = client.post(
-                path, json=request_body(args), headers={"Authorization": f"Bearer {token}"}
-            )
-    except httpx.HTTPError as exc:
-        raise CliError(f"cannot reach {url}: {exc}") from exc
-    try:
-        body = response.json()
-    except ValueError:
-        raise CliError(f"{url} answered {response.status_code} without JSON") from None
+        with AnalystClient(url, token) as api:
+            answer = api.preview(body) if args.preview else api.query(body)
+    except Unreachable as exc:
+        raise CliError(str(exc)) from None
     if args.json:
-        print(json.dumps(body, indent=2))
-        return 0 if response.is_success else 1
-    if not response.is_success:
-        error = body.get("error", {}) if isinstance(body, dict) else {}
-        raise CliError(f"{error.get('code', response.status_code)}: {error.get('message', body)}")
-    print(render(body))
+        print(json.dumps(answer.body, indent=2))
+        return 0 if answer.ok else 1
+    if not answer.ok:
+        raise CliError(answer.error)
+    print(render(answer.body))
     return 0
 
 

@@ -28,51 +28,33 @@ from __future__ import annotations
 import atexit
 import json
 import logging
-import os
-import secrets
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
 
 import httpx
 
-from service.delivery import (
+from service.client.delivery import (
+    RETRY_STATUSES,
     BatchResult,
     ClientStats,
     Counts,
-    EventResult,
     error_message,
+    full_jitter,
+    new_event_id,
     read_report,
     retry_after,
+    rfc3339,
 )
 
-__all__ = ["BatchResult", "Client", "ClientClosed", "ClientStats", "EventResult", "new_event_id"]
+__all__ = ["Client", "ClientClosed"]
 
 log = logging.getLogger("tacit.client")
-
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-
-
-def new_event_id(now_ms: int | None = None) -> str:
-    """A time-ordered event id: a UUIDv7 (48-bit Unix milliseconds, then random bits).
-
-    Ids made later sort later (to the millisecond), which keeps the server's idempotency
-    index append-mostly; the 74 random bits make collisions negligible.
-    """
-    ms = int(time.time() * 1000) if now_ms is None else now_ms
-    rand = int.from_bytes(os.urandom(10), "big")  # 80 bits; 74 are used
-    value = (ms & 0xFFFF_FFFF_FFFF) << 80
-    value |= 0x7 << 76  # version 7
-    value |= ((rand >> 62) & 0xFFF) << 64  # rand_a: 12 bits
-    value |= 0b10 << 62  # RFC 9562 variant
-    value |= rand & ((1 << 62) - 1)  # rand_b: 62 bits
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class ClientClosed(RuntimeError):
@@ -176,9 +158,9 @@ class Client:
         for key in ("timestamp", "sent_at"):
             value = item.get(key)
             if isinstance(value, datetime):
-                item[key] = _rfc3339(value)
+                item[key] = rfc3339(value)
         if not item.get("timestamp"):
-            item["timestamp"] = _rfc3339(datetime.now(UTC))
+            item["timestamp"] = rfc3339(datetime.now(UTC))
         stamp = self.stamp_sent_at and "sent_at" not in item
         with self._lock:
             if self._closed:
@@ -362,7 +344,7 @@ class Client:
         waits: list[float] = []
         while True:
             attempts += 1
-            sent_at = _rfc3339(datetime.now(UTC))
+            sent_at = rfc3339(datetime.now(UTC))
             body = [
                 {**e, "sent_at": sent_at} if s else e for e, s in zip(events, stamps, strict=True)
             ]
@@ -409,17 +391,4 @@ class Client:
                 raise _Abort
 
     def _backoff(self, attempt: int) -> float:
-        """Full jitter: uniform in [0, min(max, base * 2^(attempt-1))]."""
-        ceiling = min(self.backoff_max, self.backoff_base * 2.0 ** min(attempt - 1, 60))
-        return ceiling * secrets.randbelow(1_000_001) / 1_000_000
-
-
-# --- helpers ------------------------------------------------------------------------------
-
-
-def _rfc3339(t: datetime | date) -> str:
-    if isinstance(t, datetime):
-        if t.tzinfo is None:
-            raise ValueError("timestamps must be timezone-aware (e.g. datetime.now(UTC))")
-        return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    return t.isoformat()
+        return full_jitter(attempt, self.backoff_base, self.backoff_max)

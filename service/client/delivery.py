@@ -1,28 +1,55 @@
 """What became of events sent to POST /v1/events: per-event and per-batch outcomes, the
 client's running totals, and reading the server's answer (its report, its error envelope,
-its Retry-After). Used by `service.client`, which re-exports the public names."""
+its Retry-After). Used by `service.client.events`; `service.client` re-exports the public names."""
 
 from __future__ import annotations
 
+import os
+import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
 __all__ = [
+    "RETRY_STATUSES",
     "BatchResult",
     "ClientStats",
     "Counts",
     "EventResult",
     "error_message",
+    "full_jitter",
+    "new_event_id",
     "read_report",
     "retry_after",
+    "rfc3339",
 ]
 
 MAX_RETRY_AFTER = 300.0  # a Retry-After beyond five minutes is treated as five minutes
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+"""Answers worth retrying: the network, the server's overload and its outages."""
+
+
+def new_event_id(now_ms: int | None = None) -> str:
+    """A time-ordered event id: a UUIDv7 (48-bit Unix milliseconds, then random bits).
+
+    Ids made later sort later (to the millisecond), which keeps the server's idempotency
+    index append-mostly; the 74 random bits make collisions negligible.
+    """
+    ms = int(time.time() * 1000) if now_ms is None else now_ms
+    rand = int.from_bytes(os.urandom(10), "big")  # 80 bits; 74 are used
+    value = (ms & 0xFFFF_FFFF_FFFF) << 80
+    value |= 0x7 << 76  # version 7
+    value |= ((rand >> 62) & 0xFFF) << 64  # rand_a: 12 bits
+    value |= 0b10 << 62  # RFC 9562 variant
+    value |= rand & ((1 << 62) - 1)  # rand_b: 62 bits
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @dataclass(frozen=True)
@@ -161,3 +188,18 @@ def read_report(
         waits=waits,
         status_code=200,
     )
+
+
+def rfc3339(t: datetime | date) -> str:
+    """The wire form of a timestamp (UTC, ``Z``) or a date; naive datetimes are refused."""
+    if isinstance(t, datetime):
+        if t.tzinfo is None:
+            raise ValueError("timestamps must be timezone-aware (e.g. datetime.now(UTC))")
+        return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return t.isoformat()
+
+
+def full_jitter(attempt: int, base: float, ceiling: float) -> float:
+    """A retry's wait: uniform in [0, min(ceiling, base * 2^(attempt-1))] (full jitter)."""
+    top = min(ceiling, base * 2.0 ** min(attempt - 1, 60))
+    return top * secrets.randbelow(1_000_001) / 1_000_000
