@@ -41,6 +41,7 @@ from service.accounting import conflict
 from service.errors import ApiError, BudgetExhausted, Forbidden, InvalidQuery
 from service.queries import budget
 from service.queries.engine import QueryEngine
+from service.queries.responses import Responses
 from service.queries.timing import ReleaseDeadline
 from service.store.base import (
     Charge,
@@ -80,6 +81,7 @@ class QueryService:
         self.engine = engine
         self.clock = clock
         self.telemetry = telemetry
+        self.responses = Responses(loaded)
 
     # --- catalogue and budget ---------------------------------------------------------
 
@@ -142,32 +144,22 @@ class QueryService:
         plan = self._plan(analyst, body, now)
         shown = self.engine.preview(plan)
         widths: dict[str, float] = dict(shown["ci95_halfwidth"])
-        cost = _nanos(plan)
         epochs = list(plan.epochs)
         ledger = self.store.ledger
         # What the charge would find now (a concurrent query may still change it).
         would = self._charge(analyst, plan, now, "preview")
         short = would.shortfalls(ledger.spent(analyst, epochs), ledger.global_spent(epochs))
-        mine, everyone = self._remaining(analyst, epochs)
         since = now - self.policy.privacy.repeat_window
         earlier = ledger.find_repeat(analyst, would.request_hash, since)
-        return {
-            **self._head(plan),
-            "preview": True,
-            "rows": _preview_rows(plan, widths),
-            "ci95_halfwidth": widths,
-            "cost": self._cost_body(budget.from_nanos(cost), epochs),
-            "affordable": not short,
-            "short_epochs": [budget.epoch_label(self.policy, s.epoch) for s in short],
-            "repeat_of": None if earlier is None else earlier.release_id,
-            "budget": {
-                "remaining": budget.labelled(self.policy, mine),
-                "global_remaining": budget.labelled(self.policy, everyone),
-            },
-            "guarantee": self._guarantee(analyst, cost, epochs),
-            "policy_sha256": self.loaded.sha256,
-            "notes": list(shown.get("notes", [])),
-        }
+        return self.responses.preview(
+            analyst,
+            plan,
+            widths,
+            shown.get("notes", []),
+            short,
+            None if earlier is None else earlier.release_id,
+            self._remaining(analyst, epochs),
+        )
 
     def run(self, analyst: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """Answer one query, charging its cost first (see the module docstring)."""
@@ -225,22 +217,8 @@ class QueryService:
                 charge.release_id,
                 type(exc).__name__,
             )
-        mine, everyone = self._remaining(analyst, list(plan.epochs))
-        return {
-            **self._head(plan),
-            "release_id": charge.release_id,
-            "released_at": _iso(now),
-            "repeat": False,
-            "rows": released.rows,
-            "cost": self._cost_body(budget.from_nanos(charge.cost_nanos), list(plan.epochs)),
-            "budget": {
-                "remaining": budget.labelled(self.policy, mine),
-                "global_remaining": budget.labelled(self.policy, everyone),
-            },
-            "guarantee": self._guarantee(analyst, charge.cost_nanos, list(plan.epochs)),
-            "policy_sha256": self.loaded.sha256,
-            "notes": released.notes,
-        }
+        left = self._remaining(analyst, list(plan.epochs))
+        return self.responses.release(plan, charge, released.rows, released.notes, left)
 
     # --- pieces -------------------------------------------------------------------------
 
@@ -294,87 +272,13 @@ class QueryService:
         )
         return mine, everyone
 
-    def _head(self, plan: QueryPlan) -> dict[str, Any]:
-        request = plan.request
-        return {
-            "metric": plan.metric.name,
-            "start": request.start.isoformat(),
-            "end": request.end.isoformat(),
-            "group_by": list(request.group_by),
-            "filters": {dim: list(values) for dim, values in request.filters},
-        }
-
-    def _cost_body(self, value: float, epochs: Sequence[int]) -> dict[str, Any]:
-        privacy = self.policy.privacy
-        body: dict[str, Any] = {
-            "unit": privacy.budget_unit,
-            "value": value,
-            "epochs": [budget.epoch_label(self.policy, e) for e in epochs],
-        }
-        if privacy.accounting == "zcdp":
-            body["epsilon_equivalent"] = budget.epsilon_equivalent(self.policy, value)
-            body["delta"] = privacy.delta
-        return body
-
-    def _guarantee(self, analyst: str, cost_nanos: int, epochs: Sequence[int]) -> str:
-        days = [budget.epoch_label(self.policy, e) for e in epochs]
-        return budget.guarantee_sentence(self.policy, analyst, budget.from_nanos(cost_nanos), days)
-
     def _repeat(self, analyst: str, earlier: ReleaseRecord) -> dict[str, Any]:
-        """The stored answer to an identical request: same id, same values, no charge."""
-        request = json.loads(earlier.request_json)
-        mine, everyone = self._remaining(analyst, list(earlier.epochs))
         self._count_metric(earlier.metric, "repeat")
-        cost = self._cost_body(0.0, list(earlier.epochs))
-        cost["original_value"] = budget.from_nanos(earlier.cost_nanos)
-        return {
-            "metric": earlier.metric,
-            "start": request.get("start"),
-            "end": request.get("end"),
-            "group_by": request.get("group_by", []),
-            "filters": request.get("filters", {}),
-            "release_id": earlier.release_id,
-            "released_at": _iso(earlier.at),
-            "repeat": True,
-            "rows": earlier.rows or [],
-            "cost": cost,
-            "budget": {
-                "remaining": budget.labelled(self.policy, mine),
-                "global_remaining": budget.labelled(self.policy, everyone),
-            },
-            "guarantee": self._guarantee(analyst, earlier.cost_nanos, list(earlier.epochs)),
-            "policy_sha256": earlier.policy_sha256,
-            "notes": [
-                f"This is release {earlier.release_id} of {_iso(earlier.at)}, returned again "
-                "at no cost: an identical request within the repeat window gets the stored "
-                "answer, so asking twice cannot average the noise away.",
-                *(earlier.notes or []),
-            ],
-        }
+        return self.responses.repeat(analyst, earlier, self._remaining(analyst, earlier.epochs))
 
     def _exhausted(self, plan: QueryPlan, short: Sequence[EpochShortfall]) -> BudgetExhausted:
-        unit = self.policy.privacy.budget_unit
-        cost = budget.from_nanos(_nanos(plan))
-        left = {
-            budget.epoch_label(self.policy, s.epoch): {
-                "remaining": budget.from_nanos(s.analyst_left_nanos),
-                "global_remaining": budget.from_nanos(s.global_left_nanos),
-            }
-            for s in short
-        }
-        listed = "; ".join(
-            f"{day}: {v['remaining']:g} left for you, {v['global_remaining']:g} for all analysts"
-            for day, v in left.items()
-        )
         self._count(plan, "budget_exhausted")
-        return BudgetExhausted(
-            f"budget exhausted: this query costs {unit} {cost:g} on each of its "
-            f"{len(plan.epochs)} epoch(s), which is more than is left on {listed}. Nothing "
-            f"was charged. Ask for less {unit}, or a range without these days.",
-            cost=cost,
-            unit=unit,
-            epochs=left,
-        )
+        return self.responses.exhausted(plan, short)
 
     def _count(self, plan: QueryPlan, outcome: str) -> None:
         self._count_metric(plan.metric.name, outcome)
@@ -384,18 +288,5 @@ class QueryService:
             self.telemetry.releases.labels(metric, outcome).inc()
 
 
-def _preview_rows(plan: QueryPlan, widths: Mapping[str, float]) -> list[dict[str, Any]]:
-    """Every cell with its expected half-width: one number when the metric noises one
-    vector (counts, distinct users, histogram bins), else one per vector."""
-    width: float | dict[str, float] = (
-        next(iter(widths.values())) if len(widths) == 1 else dict(widths)
-    )
-    return [{**cell, "ci95_halfwidth": width} for cell in plan.cells]
-
-
 def _nanos(plan: QueryPlan) -> int:
     return int(plan.cost.nanos)
-
-
-def _iso(t: datetime) -> str:
-    return t.isoformat().replace("+00:00", "Z")
