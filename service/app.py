@@ -17,10 +17,16 @@ from privacy.policy import load_policy
 from service.accounting import check_ledger_unit
 from service.body_limit import BodyLimit
 from service.deps import AppState, utc_now
-from service.errors import ApiError, BadRequest, NotFoundError, PayloadTooLarge
+from service.errors import (
+    ApiError,
+    BadRequest,
+    HttpRefusal,
+    NotFoundError,
+    PayloadTooLarge,
+    render_error,
+)
+from service.ingest.ingestion import Ingestion, writer_for
 from service.ingest.pipeline import Ingestor
-from service.ingest.writer import GroupWriter
-from service.ingest.writer_process import RemoteWriter
 from service.limits import LimitConfig, Limiter, LimitMiddleware
 from service.logging import RequestLogMiddleware, current_request_id
 from service.openapi import install as document_behaviour
@@ -71,7 +77,9 @@ def build_state(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
         {"source": str(loaded.source), "name": loaded.policy.name, "sha256": loaded.sha256},
         clock(),
     )
-    state = AppState(settings, loaded, store, keyring, ingestor, Telemetry(), clock)
+    telemetry = Telemetry()
+    ingestion = Ingestion(ingestor, telemetry, settings.max_batch_events)
+    state = AppState(settings, loaded, store, keyring, ingestion, telemetry, clock)
     engine = QueryEngine(store, loaded.policy)
     state.queries = QueryService(
         store,
@@ -92,11 +100,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state.writer = (
-            RemoteWriter(settings.writer_socket)
-            if settings.writer_socket
-            else GroupWriter(state.store.events)
-        )
+        writer = state.ingestion.writer = writer_for(settings, state.store.events)
         sweeper = Sweeper(state.store, state.policy.policy, keyring=state.keyring)
         schedule = RetentionSchedule(
             sweeper, state.store, state.clock, settings.retention_interval_s
@@ -107,7 +111,7 @@ def create_app(
             yield
         finally:
             schedule.stop()
-            state.writer.close()
+            writer.close()
             state.store.close()
 
     app = FastAPI(
@@ -152,18 +156,15 @@ _HTTP_CODES = {
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+        return render_error(exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         # FastAPI's own refusals, in the codes our errors use (a body it cannot parse is
         # a 400 bad_request like any other malformed body, as the schema says).
         code = _HTTP_CODES.get(exc.status_code, "http_error")
-        return JSONResponse(
-            {"error": {"code": code, "message": str(exc.detail)}},
-            status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
-        )
+        headers = getattr(exc, "headers", None)
+        return render_error(HttpRefusal(exc.status_code, code, str(exc.detail), headers))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -171,21 +172,12 @@ def _install_error_handlers(app: FastAPI) -> None:
             {"field": ".".join(str(p) for p in e["loc"][1:]) or "(body)", "message": e["msg"]}
             for e in exc.errors()
         ]
-        refusal = BadRequest("the request is invalid", errors=errors)
-        return JSONResponse(refusal.body(), status_code=refusal.status)
+        return render_error(BadRequest("the request is invalid", errors=errors))
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         log.error(
             "internal error on %s %s: %s", request.method, request.url.path, type(exc).__name__
         )
-        return JSONResponse(
-            {
-                "error": {
-                    "code": "internal",
-                    "message": "internal error; this is probably a bug",
-                    "request_id": current_request_id(),
-                }
-            },
-            status_code=500,
-        )
+        bug = ApiError("internal error; this is probably a bug", request_id=current_request_id())
+        return render_error(bug)

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import PayloadTooLarge
+from service.errors import PayloadTooLarge, render_error
 
 __all__ = ["BodyLimit", "read_body"]
 
@@ -65,8 +64,7 @@ class BodyLimit:
         try:
             body = await read_body(Headers(scope=scope), request_chunks(receive), self.limit)
         except PayloadTooLarge as refusal:
-            response = JSONResponse(refusal.body(), status_code=refusal.status)
-            await response(scope, receive, send)
+            await render_error(refusal)(scope, receive, send)
             return
         replayed = False
 

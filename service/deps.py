@@ -13,8 +13,7 @@ from privacy.keyring import Keyring
 from privacy.policy import LoadedPolicy
 from service.auth import authenticate
 from service.errors import Forbidden, Unauthorized
-from service.ingest.pipeline import Ingestor
-from service.ingest.writer import BatchWriter
+from service.ingest.ingestion import Ingestion
 from service.queries.service import QueryService
 from service.settings import Settings
 from service.store.base import Principal, Role, Store
@@ -35,12 +34,11 @@ class AppState:
     policy: LoadedPolicy
     store: Store
     keyring: Keyring
-    ingestor: Ingestor
+    ingestion: Ingestion
     telemetry: Telemetry
     clock: Callable[[], datetime] = utc_now
     queries: QueryService | None = None  # set by build_state
     limiter: Limiter | None = None  # set by create_app
-    writer: BatchWriter | None = None  # set when the app starts (lifespan)
     retention: RetentionSchedule | None = None  # set when the app starts (lifespan)
     policy_view: dict[str, Any] | None = None  # GET /v1/policy's body, built once
 

@@ -1,6 +1,7 @@
-"""API errors: each carries its HTTP status and code; one handler renders the envelope
-``{"error": {"code": ..., "message": ...}}``. Raised anywhere below the routes; never
-HTTPException.
+"""API errors: each carries its HTTP status and code; :func:`render_error` renders the
+envelope ``{"error": {"code": ..., "message": ...}}`` for every refusal the service
+sends (the app's handlers, the rate limiter, the raw events endpoint). Raised anywhere
+below the routes; never HTTPException.
 
 Each class's docstring is what the OpenAPI schema says of its code (service/openapi.py),
 so it describes the error to a caller in one sentence."""
@@ -8,6 +9,8 @@ so it describes the error to a caller in one sentence."""
 from __future__ import annotations
 
 from typing import Any, ClassVar
+
+from starlette.responses import JSONResponse
 
 
 class ApiError(Exception):
@@ -93,3 +96,17 @@ class Unavailable(ApiError):
 
     status, code = 503, "unavailable"
     retry_after = True
+
+
+class HttpRefusal(ApiError):
+    """A refusal of the HTTP layer itself (a route that does not exist, a method it does
+    not allow), in the status the framework chose."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None):
+        super().__init__(message, headers=headers)
+        self.status, self.code = status, code
+
+
+def render_error(error: ApiError) -> JSONResponse:
+    """The response for `error`: its status, its headers and the envelope."""
+    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)

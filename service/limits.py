@@ -37,11 +37,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.errors import ApiError, TooManyRequests, Unavailable
+from service.errors import ApiError, TooManyRequests, Unavailable, render_error
 from service.settings import Settings
 
 _METER = "tacit.meter"  # key of the request's event bucket in the ASGI scope's state
@@ -325,5 +324,4 @@ class LimitMiddleware:
 
 
 async def _refuse(error: ApiError, scope: Scope, receive: Receive, send: Send) -> None:
-    response = JSONResponse(error.body(), status_code=error.status, headers=error.headers)
-    await response(scope, receive, send)
+    await render_error(error)(scope, receive, send)

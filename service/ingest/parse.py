@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from privacy.events import EVENT_ADAPTER, Event, EventType
+from service.ingest.errors import BadBatch
 
 _EVENT_TAGS = {t.value for t in EventType}
 # Shape limits, checked on the slow path only: a body that passes the fast path is valid
@@ -21,10 +22,6 @@ _EVENT_TAGS = {t.value for t in EventType}
 MAX_DEPTH = 16
 MAX_STRING_CHARS = 4096
 _TAG_LIST = ", ".join(t.value for t in EventType)
-
-
-class BadBatch(Exception):
-    """The request as a whole is unusable (400); the message says how to fix it."""
 
 
 class _Batch(BaseModel):

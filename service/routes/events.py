@@ -34,8 +34,9 @@ from service.errors import (
     Unauthorized,
     Unavailable,
     UnsupportedMediaType,
+    render_error,
 )
-from service.ingest.parse import BadBatch, parse_batch
+from service.ingest.errors import BadBatch, IngestError, NotStored
 from service.limits import charge_events
 from service.openapi import raises
 from service.store.base import Role
@@ -58,28 +59,20 @@ async def ingest(
         raise UnsupportedMediaType("send the batch as Content-Type: application/json")
     body = await read_body(headers, chunks, state.settings.max_body_bytes, "send smaller batches")
     try:
-        parsed = parse_batch(body, state.settings.max_batch_events)
-    except BadBatch as exc:
-        raise BadRequest(str(exc)) from exc
-    charge_events(scope, parsed.size)  # the token's events/s (service/limits.py)
-    assert principal.source_id is not None  # ingest tokens always carry a source
-    prepared = state.ingestor.prepare(parsed, principal.source_id)
-    assert state.writer is not None
-    flags: list[bool] = []
-    if prepared.batch.keys or prepared.batch.quarantine:
-        try:
-            flags = await state.writer.write(prepared.batch)
-        except Exception as exc:
-            raise Unavailable(
-                "the batch could not be stored durably and none of it was acknowledged: "
-                "retry it with the same event ids",
-                headers={"Retry-After": "1"},
-            ) from exc
-    report = state.ingestor.report(prepared, flags)
-    state.telemetry.count_events(
-        report.accepted, report.duplicates, report.sampled_out, report.rejected_by_reason
-    )
+        # The token's events/s is charged once the batch's size is known (service/limits.py).
+        report = await state.ingestion.submit(body, principal, lambda n: charge_events(scope, n))
+    except IngestError as exc:
+        raise refusal(exc) from exc
     return report.as_dict()
+
+
+def refusal(exc: IngestError) -> ApiError:
+    """The HTTP answer to a batch refused as a whole: the one place ingest errors map."""
+    if isinstance(exc, BadBatch):
+        return BadRequest(str(exc))
+    if isinstance(exc, NotStored):
+        return Unavailable(str(exc), headers={"Retry-After": "1"})
+    return ApiError(str(exc))  # a new kind of refusal without its mapping: a bug
 
 
 @router.post(
@@ -121,7 +114,7 @@ class IngestEndpoint:
         try:
             report = await ingest(self.state, Headers(scope=scope), _chunks(receive), scope)
         except ApiError as exc:
-            await send_json(send, exc.status, exc.body(), exc.headers)
+            await render_error(exc)(scope, receive, send)
         except ClientDisconnect:
             return  # nobody is left to answer; nothing of the batch was acknowledged
         else:
@@ -140,13 +133,9 @@ async def _chunks(receive: Receive) -> AsyncIterator[bytes]:
             return
 
 
-async def send_json(
-    send: Send, status: int, content: Any, headers: dict[str, str] | None = None
-) -> None:
-    """A JSON response, encoded as FastAPI's JSONResponse encodes it."""
+async def send_json(send: Send, status: int, content: Any) -> None:
+    """A JSON response, encoded as FastAPI's JSONResponse encodes it, without its cost."""
     body = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
     raw = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
-    for name, value in (headers or {}).items():
-        raw.append((name.lower().encode("latin-1"), value.encode("latin-1")))
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
