@@ -455,7 +455,7 @@
     let hi = Math.max(...shown.map((r) => r.ci95[1]), ...shown.map((r) => r.value));
     if (!shown.length) { lo = 0; hi = 1; }
     if (unit !== "ratio" && lo > 0 && lo < hi * 0.5) lo = 0;
-    if (unit === "ratio") { lo = Math.max(0, lo); hi = Math.min(1, hi); }
+    if (unit === "ratio") lo = Math.max(0, lo); // hi: a debiased click rate may pass 1
     if (hi - lo < 1e-9) { hi += 1; lo -= unit === "ratio" ? 0 : 1; }
     const step = niceStep(hi - lo);
     lo = Math.floor(lo / step) * step;
