@@ -21,16 +21,8 @@ from privacy.bounds import IPW_UNIT, Part, cells_per_unit, parts_for
 from privacy.budget import Cost
 from privacy.events import OTHER, EventType
 from privacy.mechanisms import Component, budget_for_halfwidth
-from privacy.metrics import (
-    DIMENSIONS,
-    METRICS,
-    Metric,
-    granted,
-    metric_unavailable,
-    metrics_for,
-    restricted,
-)
-from privacy.policy import Policy
+from privacy.metrics import DIMENSIONS, METRICS, Metric
+from privacy.policy import Policy, granted, metric_unavailable, metrics_for, restricted
 
 __all__ = [
     "MAX_CELLS",

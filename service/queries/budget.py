@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
-from privacy import guarantee
 from privacy.budget import NANOS_PER_UNIT, Cost
-from privacy.policy import Policy, format_duration
+from privacy.policy import Policy, format_duration, guarantee
 
 _DAY = timedelta(days=1)
 

@@ -13,10 +13,10 @@ import yaml
 
 from privacy.budget import epsilon_from_rho
 from privacy.events import EventType
-from privacy.explain import Explanation, explain
-from privacy.guarantee import guarantee_of
 from privacy.mechanisms import epsilon_at_delta
 from privacy.policy import Policy, load_policy
+from privacy.policy.explain import Explanation, explain
+from privacy.policy.guarantee import guarantee_of
 from service.cli import main
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
