@@ -283,7 +283,7 @@ class QueryPolicy(Section):
     repeat_window: Duration = timedelta(hours=24)
     contribution: ContributionBounds = ContributionBounds()
     metrics: MetricSettings = MetricSettings()
-    # An analyst not listed may use every metric.
+    # An analyst not listed may use every metric; `privacy.policy.grants.granted` decides.
     analyst_metrics: dict[_TokenName, list[_MetricName]] = Field(default_factory=dict)
 
     @field_validator("analyst_metrics")
@@ -328,8 +328,3 @@ class QueryPolicy(Section):
     def analyst_cap(self, name: str) -> float:
         """The per-epoch budget of the analyst token ``name``."""
         return self.per_analyst_overrides.get(name, self.per_analyst)
-
-    def allows_metric(self, analyst: str, metric: str) -> bool:
-        """Whether the analyst token ``analyst`` may query ``metric``."""
-        allowed = self.analyst_metrics.get(analyst)
-        return allowed is None or metric in allowed
