@@ -360,8 +360,7 @@ def epsilon_at_delta(rho: float, delta: float) -> float:
 
     Builds a discrete Gaussian whose zCDP map gives (at least) `rho`, casts it with
     `make_zCDP_to_approxDP` and reads the privacy profile at `delta`. OpenDP 0.16 uses a
-    tighter bound than Bun & Steinke's rho + 2·sqrt(rho·ln(1/δ))
-    (`privacy.budget.epsilon_from_rho`), which it never exceeds.
+    tighter bound than Bun & Steinke's rho + 2·sqrt(rho·ln(1/δ)), which it never exceeds.
     """
     if not math.isfinite(rho) or rho < 0:
         raise ValueError(f"rho={rho!r} must be finite and >= 0")
