@@ -149,10 +149,6 @@ def _identifier(sides: _Sides, key: str, old: Any, new: Any) -> list[Change]:
     return [change(key, o, n, Direction.LOOSENS, reason)]
 
 
-def _epsilon(policy: Policy, amount: float) -> float:
-    return epsilon_equivalent(policy.privacy, amount)
-
-
 def _budget(what: str, default: Callable[[Policy], float] | None = None) -> Rule:
     """Budgets: larger loosens; across accountings, compared by their ε equivalents."""
 
@@ -167,7 +163,8 @@ def _budget(what: str, default: Callable[[Policy], float] | None = None) -> Rule
             reason = f"{what} {'grows' if n > o else 'shrinks'}"
             summary = f"{written(old, o)} {ARROW} {written(new, n)}"
             return [change(key, old, new, direction, reason, summary)]
-        eo, en = _epsilon(sides.old, o), _epsilon(sides.new, n)
+        eo = epsilon_equivalent(sides.old.privacy, o)
+        en = epsilon_equivalent(sides.new.privacy, n)
         direction = (
             Direction.NEUTRAL
             if eo == en
@@ -190,8 +187,8 @@ def _unit(accounting: str) -> str:
 def _accounting(sides: _Sides, key: str, old: Any, new: Any) -> list[Change]:
     if old == new:
         return []
-    eo = _epsilon(sides.old, sides.old.privacy.global_cap)
-    en = _epsilon(sides.new, sides.new.privacy.global_cap)
+    eo = epsilon_equivalent(sides.old.privacy, sides.old.privacy.global_cap)
+    en = epsilon_equivalent(sides.new.privacy, sides.new.privacy.global_cap)
     delta = "gains a failure probability δ" if new == "zcdp" else "loses its failure probability δ"
     # At equal ε, pure DP is the stronger promise: it has no failure probability.
     looser = en > eo or (en == eo and new == "zcdp")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import lru_cache
 from typing import Any, Literal
 
 from privacy.durations import format_duration
@@ -30,11 +29,6 @@ __all__ = [
 ]
 
 
-@lru_cache(maxsize=256)  # OpenDP builds a measurement per conversion: keep the answers
-def _epsilon_at(rho: float, delta: float) -> float:
-    return epsilon_at_delta(rho, delta)
-
-
 def epsilon_equivalent(privacy: QueryPolicy, amount: float) -> float:
     """The ε that a budget ``amount`` of ``privacy``'s accounting amounts to.
 
@@ -43,7 +37,7 @@ def epsilon_equivalent(privacy: QueryPolicy, amount: float) -> float:
     """
     if privacy.accounting == "pure":
         return amount
-    return _epsilon_at(amount, privacy.delta)
+    return epsilon_at_delta(amount, privacy.delta)
 
 
 @dataclass(frozen=True)

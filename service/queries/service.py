@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import Any
 
 from privacy.policy import LoadedPolicy, Policy, granted, metrics_for
+from privacy.policy.guarantee import epsilon_equivalent
 from privacy.query import (
     QueryError,
     QueryPlan,
@@ -308,7 +309,7 @@ class QueryService:
             "epochs": [budget.epoch_label(self.policy, e) for e in epochs],
         }
         if privacy.accounting == "zcdp":
-            body["epsilon_equivalent"] = budget.epsilon_equivalent(self.policy, value)
+            body["epsilon_equivalent"] = epsilon_equivalent(privacy, value)
             body["delta"] = privacy.delta
         return body
 

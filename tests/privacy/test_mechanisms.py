@@ -458,6 +458,13 @@ def test_epsilon_at_delta_of_nothing_is_nothing() -> None:
         epsilon_at_delta(0.1, 0.0)
 
 
+def test_epsilon_at_delta_asks_opendp_once_per_rho_and_delta() -> None:
+    first = epsilon_at_delta(0.123, 1e-7)
+    hits = epsilon_at_delta.cache_info().hits
+    assert epsilon_at_delta(0.123, 1e-7) == first
+    assert epsilon_at_delta.cache_info().hits == hits + 1
+
+
 @pytest.mark.parametrize(("rho", "delta"), [(-0.1, 1e-6), (math.nan, 1e-6), (0.1, 0), (0.1, 1)])
 def test_epsilon_at_delta_refuses_impossible_arguments(rho: float, delta: float) -> None:
     with pytest.raises(ValueError):
