@@ -11,7 +11,6 @@ rounding to nanos can never undercharge.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Literal, get_args
@@ -173,18 +172,3 @@ class Cost:
 
     def __ge__(self, other: Cost) -> bool:
         return self.nanos >= self._same(other, "compare").nanos
-
-
-def epsilon_from_rho(rho: float, delta: float) -> float:
-    """The ε of (ε, δ)-DP implied by rho-zCDP: ε = rho + 2·sqrt(rho·ln(1/δ)).
-
-    This is the standard conversion of Bun & Steinke 2016 ("Concentrated Differential
-    Privacy: Simplifications, Extensions, and Lower Bounds", Proposition 1.3). It is simple
-    and safe but not the tightest known; `privacy.mechanisms.epsilon_at_delta` asks OpenDP
-    for its tighter conversion.
-    """
-    if not math.isfinite(rho) or rho < 0:
-        raise ValueError(f"rho={rho!r} must be finite and >= 0")
-    if not 0 < delta < 1:
-        raise ValueError(f"delta={delta!r} must be strictly between 0 and 1, e.g. 1e-7")
-    return rho + 2 * math.sqrt(rho * math.log(1 / delta))

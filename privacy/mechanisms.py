@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
+from functools import lru_cache
 from typing import Any
 
 # Import the submodules rather than `opendp.prelude`, which also imports every `extras`
@@ -355,13 +356,15 @@ def release(
 # -- conversions ----------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=256)  # OpenDP builds measurements per conversion: keep the answers
 def epsilon_at_delta(rho: float, delta: float) -> float:
     """The ε of (ε, δ)-DP that rho-zCDP implies, by OpenDP's conversion.
 
-    Builds a discrete Gaussian whose zCDP map gives (at least) `rho`, casts it with
-    `make_zCDP_to_approxDP` and reads the privacy profile at `delta`. OpenDP 0.16 uses a
-    tighter bound than Bun & Steinke's rho + 2·sqrt(rho·ln(1/δ))
-    (`privacy.budget.epsilon_from_rho`), which it never exceeds.
+    This is the project's one rho → ε conversion: the guarantee, the policy explanation and
+    diff, and the cost of every zCDP release all read it. It builds a discrete Gaussian
+    whose zCDP map gives (at least) `rho`, casts it with `make_zCDP_to_approxDP` and reads
+    the privacy profile at `delta`. OpenDP 0.16 uses a tighter bound than Bun & Steinke's
+    rho + 2·sqrt(rho·ln(1/δ)), which it never exceeds.
     """
     if not math.isfinite(rho) or rho < 0:
         raise ValueError(f"rho={rho!r} must be finite and >= 0")

@@ -2,7 +2,8 @@
 
 Each metric says what it counts (numerator and denominator), how its values are bounded
 before aggregation, and which public dimensions it may be grouped by. The catalogue is
-pure data: `privacy.query` turns a request into a plan with sensitivities and noise, and
+pure data: `privacy.policy.grants` says which metrics a policy makes available and to
+whom, `privacy.query` turns a request into a plan with sensitivities and noise, and
 `service.queries` turns the plan into SQL. Every metric here is documented in
 docs/metrics.md.
 
@@ -19,17 +20,12 @@ from types import MappingProxyType
 from typing import Literal
 
 from privacy.events import CONTEXT_DIMENSIONS, EventType
-from privacy.policy import IdentifierAction, Policy
 
 __all__ = [
     "DIMENSIONS",
     "METRICS",
     "Metric",
     "Scale",
-    "granted",
-    "metric_unavailable",
-    "metrics_for",
-    "restricted",
 ]
 
 Kind = Literal["count", "rate", "mean", "median", "distinct"]
@@ -319,43 +315,3 @@ _ALL: tuple[Metric, ...] = (
 
 METRICS: Mapping[str, Metric] = MappingProxyType({m.name: m for m in _ALL})
 """Every metric of the catalogue by name, before any policy restriction."""
-
-
-def _family(metric: Metric) -> str:
-    return metric.family or metric.name
-
-
-def metric_unavailable(metric: Metric, policy: Policy) -> str | None:
-    """Why `policy` makes `metric` unusable for everyone, or None when it is available."""
-    missing = [t.value for t in metric.event_types if t not in policy.event_types]
-    # event_count and active_users read whatever is collected; the others need every type.
-    if missing and metric.name not in ("event_count", "active_users"):
-        return (
-            f"{metric.name} needs {', '.join(missing)} events, which this policy does not collect"
-        )
-    for field in metric.needs:
-        if policy.identifiers.action(field) is not IdentifierAction.PSEUDONYMIZE:
-            return f"{metric.name} needs {field} pseudonyms, which this policy drops"
-    return None
-
-
-def restricted(metric: Metric, policy: Policy) -> Metric:
-    """`metric` with the policy's restrictions applied (cohort-level-only dimensions)."""
-    levels = policy.privacy.metrics.cohort_level_only
-    if metric.name in levels or _family(metric) in levels:
-        return replace(metric, dimensions=tuple(d for d in metric.dimensions if d == "cohort"))
-    return metric
-
-
-def granted(metric: Metric, policy: Policy, analyst: str) -> bool:
-    """Whether the analyst token `analyst` may query `metric` (by its name or its family)."""
-    allowed = policy.privacy.analyst_metrics.get(analyst)
-    return allowed is None or metric.name in allowed or _family(metric) in allowed
-
-
-def metrics_for(policy: Policy) -> list[Metric]:
-    """The catalogue as `policy` allows it: unavailable metrics left out, restrictions applied.
-
-    Which analyst may use which metric is a separate question (`granted`).
-    """
-    return [restricted(m, policy) for m in _ALL if metric_unavailable(m, policy) is None]

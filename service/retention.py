@@ -266,7 +266,6 @@ class RetentionSchedule:
         # short-lived test apps never sweep unless they ask for a short interval.
         self._first_delay = min(interval_s, 60.0) if first_delay_s is None else first_delay_s
         self._stop = threading.Event()
-        self._done = threading.Condition()
         self._thread = threading.Thread(target=self._loop, name="tacit-retention", daemon=True)
         self.ticks = 0  # wake-ups, whether or not this process swept
         self.runs = 0  # sweeps this process ran
@@ -281,11 +280,6 @@ class RetentionSchedule:
         if self._thread.is_alive():
             self._thread.join(timeout)
 
-    def wait_for_ticks(self, count: int, timeout: float) -> bool:
-        """Block until ``ticks`` reaches ``count`` (tests, tools); False on timeout."""
-        with self._done:
-            return self._done.wait_for(lambda: self.ticks >= count, timeout)
-
     def _loop(self) -> None:
         delay = self._first_delay
         while not self._stop.wait(delay):
@@ -294,9 +288,7 @@ class RetentionSchedule:
                 self._tick()
             except Exception:  # the schedule must outlive one failed sweep
                 log.exception("retention run failed; retrying in %g s", self._interval)
-            with self._done:
-                self.ticks += 1
-                self._done.notify_all()
+            self.ticks += 1
 
     def _tick(self) -> None:
         now = self._clock()

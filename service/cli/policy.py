@@ -21,9 +21,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from privacy.explain import explain
 from privacy.policy import LoadedPolicy, PolicyError, load_policy, policy_json_schema
-from privacy.policy_diff import diff_policies
+from privacy.policy.diff import diff_policies
+from privacy.policy.explain import explain
 from service.cli.common import CliError
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
-from privacy import guarantee
 from privacy.budget import NANOS_PER_UNIT, Cost
 from privacy.policy import Policy, format_duration
+from privacy.policy.guarantee import epsilon_equivalent, guarantee_of
 
 _DAY = timedelta(days=1)
 
@@ -56,15 +56,10 @@ def remaining(cap: int, spent: Mapping[int, int]) -> dict[int, int]:
     return {e: max(cap - s, 0) for e, s in spent.items()}
 
 
-def epsilon_equivalent(policy: Policy, amount: float) -> float:
-    """The epsilon an amount of the policy's unit amounts to (zCDP: at the policy's delta)."""
-    return guarantee.epsilon_equivalent(policy.privacy, amount)
-
-
 def _unit_text(policy: Policy, amount: float) -> str:
     if policy.privacy.accounting == "pure":
         return f"ε = {amount:g}"
-    eps = epsilon_equivalent(policy, amount)
+    eps = epsilon_equivalent(policy.privacy, amount)
     rho = "\N{GREEK SMALL LETTER RHO}"
     return f"{rho} = {amount:g} (zCDP; ε = {eps:.3g} at δ = {policy.privacy.delta:g})"
 
@@ -80,7 +75,7 @@ def guarantee_sentence(policy: Policy, analyst: str, cost: float, days: Iterable
     unit = _epoch_words(policy)
     cap = from_nanos(analyst_cap_nanos(policy, analyst))
     total = from_nanos(global_cap_nanos(policy))
-    g = guarantee.guarantee_of(policy)
+    g = guarantee_of(policy)
     scaling = "" if policy.privacy.accounting == "pure" else "\N{SUPERSCRIPT TWO}"
     return (
         f"Each person's activity within any one {unit} is protected with "

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from privacy.policy import LoadedPolicy, Policy
+from privacy.policy.guarantee import epsilon_equivalent
 from privacy.query import QueryPlan
 from service.errors import BudgetExhausted
 from service.queries import budget
@@ -141,7 +142,7 @@ class Responses:
             "epochs": [budget.epoch_label(self.policy, e) for e in epochs],
         }
         if privacy.accounting == "zcdp":
-            body["epsilon_equivalent"] = budget.epsilon_equivalent(self.policy, value)
+            body["epsilon_equivalent"] = epsilon_equivalent(privacy, value)
             body["delta"] = privacy.delta
         return body
 

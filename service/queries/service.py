@@ -27,8 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from privacy.metrics import granted, metrics_for
-from privacy.policy import LoadedPolicy, Policy
+from privacy.policy import LoadedPolicy, Policy, granted, metrics_for
 from privacy.query import (
     QueryError,
     QueryPlan,

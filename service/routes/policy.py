@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from privacy.explain import explain
+from privacy.policy.explain import explain
 from service.deps import PolicyReader, StateDep
 
 router = APIRouter(tags=["compliance"])

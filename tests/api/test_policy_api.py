@@ -8,8 +8,8 @@ import hashlib
 import pytest
 from conftest import Api
 
-from privacy.explain import explain
 from privacy.policy import Policy
+from privacy.policy.explain import explain
 
 
 @pytest.mark.parametrize("role", ["compliance", "admin", "analyst"])

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from privacy.budget import MAX_NANOS, Cost, epsilon_from_rho
+from privacy.budget import MAX_NANOS, Cost
 
 nanos = st.integers(min_value=0, max_value=10**15)
 
@@ -151,20 +151,3 @@ def test_arithmetic_is_exact_integer_arithmetic(a: int, b: int, c: int) -> None:
     assert (x + y) + z == x + (y + z) == Cost(a + b + c, "pure")
     assert x + y - y == x
     assert (x < y) == (a < b)
-
-
-def test_epsilon_from_rho_is_bun_steinke() -> None:
-    rho, delta = 0.5, 1e-6
-    assert epsilon_from_rho(rho, delta) == pytest.approx(
-        rho + 2 * math.sqrt(rho * math.log(1 / delta)), rel=1e-15
-    )
-    assert epsilon_from_rho(0.0, 1e-9) == 0.0
-    # More rho or less delta: more epsilon.
-    assert epsilon_from_rho(0.1, 1e-6) < epsilon_from_rho(0.2, 1e-6)
-    assert epsilon_from_rho(0.1, 1e-6) < epsilon_from_rho(0.1, 1e-9)
-
-
-@pytest.mark.parametrize(("rho", "delta"), [(-0.1, 1e-6), (math.nan, 1e-6), (0.1, 0), (0.1, 1)])
-def test_epsilon_from_rho_refuses_impossible_arguments(rho: float, delta: float) -> None:
-    with pytest.raises(ValueError):
-        epsilon_from_rho(rho, delta)

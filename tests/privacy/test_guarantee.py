@@ -16,9 +16,9 @@ import opendp.prelude as dp
 import pytest
 
 from privacy.bounds import Bound, parts_for, sqrt_up
-from privacy.guarantee import guarantee_of
 from privacy.metrics import METRICS
 from privacy.policy import Policy
+from privacy.policy.guarantee import guarantee_of
 
 dp.enable_features("contrib")
 

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from privacy.budget import Accounting, Cost, epsilon_from_rho
+from privacy.budget import Accounting, Cost
 from privacy.mechanisms import (
     Component,
     budget_for_halfwidth,
@@ -427,6 +427,11 @@ def test_budget_for_halfwidth_refuses_a_non_positive_target() -> None:
 # -- conversions and hygiene ---------------------------------------------------------------------
 
 
+def _bun_steinke(rho: float, delta: float) -> float:
+    """Bun & Steinke 2016 (Prop. 1.3): the simple, looser conversion rho + 2·sqrt(rho·ln(1/δ))."""
+    return rho + 2 * math.sqrt(rho * math.log(1 / delta))
+
+
 def _cks20(rho: float, delta: float) -> float:
     """Canonne, Kamath & Steinke 2020 (Cor. 13) by grid search over the Rényi order."""
     best, order = math.inf, 1.0001
@@ -443,7 +448,7 @@ def test_epsilon_at_delta_is_the_tight_conversion_and_below_bun_steinke(
     rho: float, delta: float
 ) -> None:
     eps = epsilon_at_delta(rho, delta)
-    assert rho < eps < epsilon_from_rho(rho, delta)
+    assert rho < eps < _bun_steinke(rho, delta)
     assert eps == pytest.approx(_cks20(rho, delta), rel=1e-6)
 
 
@@ -451,6 +456,19 @@ def test_epsilon_at_delta_of_nothing_is_nothing() -> None:
     assert epsilon_at_delta(0.0, 1e-6) == 0.0
     with pytest.raises(ValueError):
         epsilon_at_delta(0.1, 0.0)
+
+
+def test_epsilon_at_delta_asks_opendp_once_per_rho_and_delta() -> None:
+    first = epsilon_at_delta(0.123, 1e-7)
+    hits = epsilon_at_delta.cache_info().hits
+    assert epsilon_at_delta(0.123, 1e-7) == first
+    assert epsilon_at_delta.cache_info().hits == hits + 1
+
+
+@pytest.mark.parametrize(("rho", "delta"), [(-0.1, 1e-6), (math.nan, 1e-6), (0.1, 0), (0.1, 1)])
+def test_epsilon_at_delta_refuses_impossible_arguments(rho: float, delta: float) -> None:
+    with pytest.raises(ValueError):
+        epsilon_at_delta(rho, delta)
 
 
 def test_the_mechanisms_use_no_randomness_but_opendp() -> None:

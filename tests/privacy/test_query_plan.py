@@ -15,7 +15,8 @@ from queries_data import TODAY, policy
 
 from privacy.budget import Cost
 from privacy.mechanisms import halfwidth_for
-from privacy.metrics import METRICS, metrics_for
+from privacy.metrics import METRICS
+from privacy.policy import metrics_for
 from privacy.query import QueryError, QueryRequest, oldest_queryable_day, plan_query
 
 

@@ -18,8 +18,7 @@ import pytest
 from store.contract import DAY, POLICY_SHA, T0_TS, event_row
 
 from privacy.events import EVENT_TYPE_CODES, EventType
-from privacy.metrics import metrics_for
-from privacy.policy import load_policy
+from privacy.policy import load_policy, metrics_for
 from privacy.query import QueryRequest, plan_query
 from service.queries.engine import QueryEngine
 from service.settings import DEFAULT_POLICY

@@ -1,79 +1,13 @@
-"""The layout keeps its shape: no import cycle among the service's and the core's modules,
-and route handlers stay thin (the work lives in the services they call)."""
+"""Route handlers stay thin: the work lives in the services they call. (Import cycles and
+module sizes: tests/unit/test_architecture.py.)"""
 
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 from conftest import REPO
 
-PACKAGES = ("service", "privacy")
 HANDLER_LINES = 20  # a route handler reads its input, calls one service, shapes the answer
-
-
-def module_name(path: Path) -> str:
-    parts = list(path.relative_to(REPO).with_suffix("").parts)
-    if parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts)
-
-
-def module_graph() -> dict[str, set[str]]:
-    """Module-level imports between our modules (imports inside functions and under
-    TYPE_CHECKING do not run at import time, so they cannot form an import cycle)."""
-    paths = {module_name(p): p for pkg in PACKAGES for p in (REPO / pkg).rglob("*.py")}
-    graph: dict[str, set[str]] = {}
-    for name, path in paths.items():
-        deps: set[str] = set()
-        for node in ast.parse(path.read_text()).body:
-            if isinstance(node, ast.Import):
-                deps.update(alias.name for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                submodules = {f"{node.module}.{a.name}" for a in node.names} & paths.keys()
-                # `from package import submodule` needs the submodule, not the package.
-                deps.update(submodules or {node.module})
-        graph[name] = {d for d in deps if d in paths and d != name}
-    return graph
-
-
-def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """The strongly connected components of more than one module (Tarjan)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    found: list[list[str]] = []
-
-    def visit(v: str) -> None:
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        for w in sorted(graph[v]):
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in stack:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            component = []
-            while (w := stack.pop()) != v:
-                component.append(w)
-            component.append(v)
-            if len(component) > 1:
-                found.append(sorted(component))
-
-    for v in sorted(graph):
-        if v not in index:
-            visit(v)
-    return found
-
-
-def test_no_import_cycle_among_our_modules() -> None:
-    assert cycles(module_graph()) == []
-
-
-def test_the_cycle_finder_finds_a_cycle() -> None:
-    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
-    assert cycles(graph) == [["a", "b", "c"]]
 
 
 def _is_route(node: ast.AST) -> bool:

@@ -13,9 +13,9 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from privacy.guarantee import epsilon_equivalent
 from privacy.policy import Policy, load_policy, parse_policy, policy_json_schema
-from privacy.policy_diff import RULES, Change, Direction, diff_policies
+from privacy.policy.diff import RULES, Change, Direction, diff_policies
+from privacy.policy.guarantee import epsilon_equivalent
 from service.cli import main
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,7 +27,7 @@ from service.cli import main
 from service.cli.tokens import create_token
 from service.ingest.parse import parse_batch
 from service.ingest.pipeline import Ingestor, Report
-from service.retention import RetentionReport, Sweeper
+from service.retention import RetentionReport, RetentionSchedule, Sweeper
 from service.settings import DEFAULT_POLICY
 from service.store.base import EVENT_COLUMNS, Charge, Role
 from service.store.sqlite import SQLiteStore
@@ -323,6 +324,14 @@ def test_epoch_expiry_hook_gets_the_first_epoch_that_may_still_hold_events(world
     assert world.audit("retention_run")[0]["epochs_forgotten"] == {"budgets": 1}
 
 
+def wait_for_ticks(schedule: RetentionSchedule, count: int, timeout: float) -> None:
+    """Until the schedule has woken ``count`` times (whether or not it swept)."""
+    deadline = time.monotonic() + timeout
+    while schedule.ticks < count:
+        assert time.monotonic() < deadline, f"{count} ticks not reached in {timeout} s"
+        time.sleep(0.01)
+
+
 def test_scheduled_sweep_leaves_no_row_older_than_retention_plus_one_interval(
     tmp_path: Path, master_key_b64: str, clock: Clock
 ) -> None:
@@ -342,7 +351,7 @@ def test_scheduled_sweep_leaves_no_row_older_than_retention_plus_one_interval(
             ] == len(batch)
         clock.now = T0 + timedelta(days=90, seconds=interval, milliseconds=1)
         schedule = app.state.tacit.retention
-        assert schedule.wait_for_ticks(schedule.ticks + 2, timeout=30)
+        wait_for_ticks(schedule, schedule.ticks + 2, timeout=30)
         horizon = int((clock() - timedelta(days=90, seconds=interval)).timestamp())
         with store.db.read() as conn:
             too_old = conn.execute(

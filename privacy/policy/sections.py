@@ -1,69 +1,49 @@
-"""The policy: what a deployment may collect, keep, link and release, as reviewed YAML.
+"""The sections of a policy file: identifiers and salts, retention, sampling, and privacy.
 
 A policy file is loaded into frozen pydantic models that reject unknown keys. Problems
 are reported together, each as ``file:line: key.path: message`` (with ``(allowed: ...)``
 where the valid keys or values are known). Rules that compare fields of one section run
 once that section's fields are individually valid, so a second pass can find more.
 
-This module says what a policy may contain; `privacy.policy_yaml` reads the file, maps
-every problem to its line and words the messages.
+This module says what each section may contain and `privacy.policy.model` what the file
+as a whole may; `privacy.policy.loader` reads the file, maps every problem to its line
+and words the messages.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated, Any, Literal, Self, cast, get_args
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     Strict,
     StringConstraints,
-    ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic.json_schema import GenerateJsonSchema
 
 from privacy.durations import Duration, format_duration
-from privacy.events import CONTEXT_DIMENSIONS, IDENTIFIER_FIELDS, OTHER, EventType, Label
-from privacy.policy_yaml import (
-    DOCUMENT,
-    PolicyError,
-    Problem,
-    Violation,
-    invalid,
-    problems_from,
-    raise_all,
-    read_file,
-    read_yaml,
-)
+from privacy.events import CONTEXT_DIMENSIONS, IDENTIFIER_FIELDS, EventType
+from privacy.metrics import METRICS
+from privacy.policy.errors import Violation, raise_all
 
 __all__ = [
-    "DOCUMENT",
+    "ContextDimension",
     "ContributionBounds",
-    "Duration",
     "IdentifierAction",
+    "IdentifierField",
     "Identifiers",
-    "LoadedPolicy",
     "MetricSettings",
-    "Policy",
-    "PolicyError",
-    "Problem",
     "QueryPolicy",
     "Retention",
     "Sampling",
-    "format_duration",
-    "load_policy",
-    "parse_policy",
-    "policy_json_schema",
+    "Section",
+    "duplicates",
 ]
 
 # --- constrained values ---------------------------------------------------------------
@@ -73,9 +53,6 @@ _Budget = Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)]
 _Cap = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
 _Rate = Annotated[float, Strict(), Field(gt=0, le=1, allow_inf_nan=False)]
 _Bound = Annotated[int, Strict(), Field(ge=1, le=10_000)]
-_PolicyName = Annotated[
-    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9_-]+$")
-]
 _MetricName = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")
 ]
@@ -89,7 +66,7 @@ if (
     get_args(IdentifierField) != IDENTIFIER_FIELDS
     or get_args(ContextDimension) != CONTEXT_DIMENSIONS
 ):
-    raise ImportError("privacy.policy is out of step with privacy.events")
+    raise ImportError("privacy.policy.sections is out of step with privacy.events")
 
 _DAY = timedelta(days=1)
 _HOUR = timedelta(hours=1)
@@ -97,7 +74,8 @@ _UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HOURS_DIVIDING_A_DAY = tuple(f"{h}h" for h in (1, 2, 3, 4, 6, 8, 12))
 
 
-def _duplicates(values: Sequence[Any], *path: str | int) -> list[Violation]:
+def duplicates(values: Sequence[Any], *path: str | int) -> list[Violation]:
+    """A violation for every value that repeats an earlier one (at ``path``, by index)."""
     first: dict[Any, int] = {}
     found: list[Violation] = []
     for i, v in enumerate(values):
@@ -111,9 +89,6 @@ def _duplicates(values: Sequence[Any], *path: str | int) -> list[Violation]:
 def _unknown_metrics(names: Sequence[str], *path: str | int) -> list[Violation]:
     """A name that matches no metric would restrict nothing: in ``cohort_level_only`` a
     typo would leave the metric it meant free to be sliced finely."""
-    # privacy.metrics builds on this module: its catalogue is looked up at check time.
-    from privacy.metrics import METRICS
-
     known = sorted({n for m in METRICS.values() for n in (m.name, m.family) if n})
     return [
         Violation((*path, i), f"{name!r} is not a metric; metrics: {', '.join(known)}")
@@ -122,14 +97,9 @@ def _unknown_metrics(names: Sequence[str], *path: str | int) -> list[Violation]:
     ]
 
 
-def _reject_bool(value: Any) -> Any:
-    # Literal[1] would accept True (True == 1); a version is a number.
-    if isinstance(value, bool):
-        raise invalid(f"must be the number 1, got {value!r}")
-    return value
+class Section(BaseModel):
+    """A part of a policy file: frozen, and refusing keys it does not declare."""
 
-
-class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -143,7 +113,7 @@ class IdentifierAction(StrEnum):
     DROP = "drop"
 
 
-class Identifiers(_Section):
+class Identifiers(Section):
     """Salt schedule and the treatment of each identifier field.
 
     Epochs are consecutive ``salt_rotation``-long intervals counted from the Unix epoch,
@@ -226,7 +196,7 @@ class Identifiers(_Section):
 # --- retention and sampling -----------------------------------------------------------
 
 
-class Retention(_Section):
+class Retention(Section):
     """How long stored events (per type) and quarantined rejects are kept."""
 
     default: Duration = timedelta(days=90)
@@ -238,7 +208,7 @@ class Retention(_Section):
         return self.event_types.get(t, self.default)
 
 
-class Sampling(_Section):
+class Sampling(Section):
     """Per-type sampling rates, applied after an initial full-rate calibration period."""
 
     calibration_period: Duration = timedelta(days=30)
@@ -252,14 +222,14 @@ class Sampling(_Section):
 # --- queries --------------------------------------------------------------------------
 
 
-class ContributionBounds(_Section):
+class ContributionBounds(Section):
     """How much one user pseudonym may contribute to one query, before any noise."""
 
     max_groups_per_user: _Bound = 24
     max_rows_per_group: _Bound = 10
 
 
-class MetricSettings(_Section):
+class MetricSettings(Section):
     """Parameters of the metric definitions that a policy may tune."""
 
     reformulation_similarity_threshold: Annotated[float, Strict(), Field(ge=0, le=1)] = 0.6
@@ -291,11 +261,11 @@ class MetricSettings(_Section):
     @field_validator("cohort_level_only")
     @classmethod
     def _known_and_unique(cls, names: list[str]) -> list[str]:
-        raise_all(_unknown_metrics(names) + _duplicates(names))
+        raise_all(_unknown_metrics(names) + duplicates(names))
         return names
 
 
-class QueryPolicy(_Section):
+class QueryPolicy(Section):
     """Differential-privacy accounting and budgets (YAML key ``privacy``).
 
     Budgets are epsilon under ``pure`` accounting and rho under ``zcdp``; caps apply per
@@ -313,7 +283,7 @@ class QueryPolicy(_Section):
     repeat_window: Duration = timedelta(hours=24)
     contribution: ContributionBounds = ContributionBounds()
     metrics: MetricSettings = MetricSettings()
-    # An analyst not listed may use every metric.
+    # An analyst not listed may use every metric; `privacy.policy.grants.granted` decides.
     analyst_metrics: dict[_TokenName, list[_MetricName]] = Field(default_factory=dict)
 
     @field_validator("analyst_metrics")
@@ -323,7 +293,7 @@ class QueryPolicy(_Section):
             [
                 v
                 for name, metrics in value.items()
-                for v in _unknown_metrics(metrics, name) + _duplicates(metrics, name)
+                for v in _unknown_metrics(metrics, name) + duplicates(metrics, name)
             ]
         )
         return value
@@ -358,135 +328,3 @@ class QueryPolicy(_Section):
     def analyst_cap(self, name: str) -> float:
         """The per-epoch budget of the analyst token ``name``."""
         return self.per_analyst_overrides.get(name, self.per_analyst)
-
-    def allows_metric(self, analyst: str, metric: str) -> bool:
-        """Whether the analyst token ``analyst`` may query ``metric``."""
-        allowed = self.analyst_metrics.get(analyst)
-        return allowed is None or metric in allowed
-
-
-# --- the policy -----------------------------------------------------------------------
-
-
-class Policy(_Section):
-    """One deployment's reviewed policy (the whole YAML file)."""
-
-    version: Annotated[Literal[1], BeforeValidator(_reject_bool)]
-    name: _PolicyName
-    description: Annotated[str, StringConstraints(max_length=10_000)] = ""
-    identifiers: Identifiers = Identifiers()
-    timestamp_precision: Duration = timedelta(minutes=1)
-    event_types: Annotated[list[EventType], Field(min_length=1)] = Field(
-        default_factory=lambda: list(EventType)
-    )
-    context: dict[ContextDimension, Annotated[list[Label], Field(max_length=200)]] = Field(
-        default_factory=dict
-    )
-    retention: Retention = Retention()
-    sampling: Sampling = Sampling()
-    privacy: QueryPolicy
-
-    @field_validator("timestamp_precision")
-    @classmethod
-    def _precision_fits_the_day(cls, value: timedelta) -> timedelta:
-        if value > _DAY or _DAY % value:
-            raise invalid(f"must divide a day (1s to 1d), got {format_duration(value)}")
-        return value
-
-    @field_validator("event_types")
-    @classmethod
-    def _unique(cls, value: list[EventType]) -> list[EventType]:
-        raise_all(_duplicates([t.value for t in value]))
-        return value
-
-    @field_validator("context")
-    @classmethod
-    def _declared_values(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
-        found: list[Violation] = []
-        for dim, values in value.items():
-            found += _duplicates(values, dim)
-            found += [
-                Violation((dim, i), f"{OTHER!r} is reserved: undeclared values become it")
-                for i, v in enumerate(values)
-                if v == OTHER
-            ]
-        raise_all(found)
-        return value
-
-    @model_validator(mode="after")
-    def _cross_section_rules(self) -> Self:
-        allowed = tuple(t.value for t in self.event_types)
-        found = [
-            Violation((section, key, t.value), "is not an allowed event type", allowed)
-            for section, key, types in (
-                ("retention", "event_types", self.retention.event_types),
-                ("sampling", "rates", self.sampling.rates),
-            )
-            for t in types
-            if t not in self.event_types
-        ]
-        # Coarsening truncates to a multiple of the precision; if that divides the
-        # rotation, a coarsened time stays in the epoch (and so the budget) of the raw one.
-        rotation = self.identifiers.salt_rotation
-        if rotation % self.timestamp_precision:
-            message = (
-                f"must divide identifiers.salt_rotation ({format_duration(rotation)}), so "
-                "coarsening never moves an event into another epoch"
-            )
-            found.append(Violation(("timestamp_precision",), message))
-        raise_all(found)
-        return self
-
-
-class _SchemaGenerator(GenerateJsonSchema):
-    def encode_default(self, dft: Any) -> Any:
-        # pydantic encodes a bare timedelta default as ISO 8601 ("P1D"), which the
-        # schema's own duration pattern would reject.
-        if isinstance(dft, timedelta):
-            return format_duration(dft)
-        return super().encode_default(dft)
-
-
-def policy_json_schema() -> dict[str, Any]:
-    """The JSON Schema of a policy file (keys as written in YAML, e.g. ``global``).
-
-    It checks each key on its own; rules across keys (budgets that nest, a precision that
-    divides the salt rotation, ...) are checked by the loader only (`tacit policy check`).
-    """
-    schema = Policy.model_json_schema(by_alias=True, schema_generator=_SchemaGenerator)
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
-
-
-# --- loading --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LoadedPolicy:
-    """A validated policy with the digest that audit entries record."""
-
-    policy: Policy
-    sha256: str  # hex digest of the file's exact bytes
-    source: str  # the path, or the name given to parse_policy
-    text: str
-
-
-def load_policy(path: str | Path) -> LoadedPolicy:
-    """Read and validate a policy file; raise ``PolicyError`` listing every problem."""
-    text, raw = read_file(path)
-    return _parse(text, str(path), raw)
-
-
-def parse_policy(text: str, source: str = "<string>") -> LoadedPolicy:
-    """Validate policy YAML given as text; ``sha256`` is that of its UTF-8 encoding."""
-    return _parse(text, source, None)
-
-
-def _parse(text: str, source: str, raw: bytes | None) -> LoadedPolicy:
-    root, data = read_yaml(text, source, Policy)
-    try:
-        policy = Policy.model_validate(data)
-    except ValidationError as exc:
-        raise PolicyError(problems_from(exc, root, source, Policy)) from exc
-    # Only now: the YAML reader has refused lone surrogates, so the text encodes.
-    digest = hashlib.sha256(text.encode("utf-8") if raw is None else raw).hexdigest()
-    return LoadedPolicy(policy, digest, source, text)

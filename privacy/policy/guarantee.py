@@ -4,8 +4,8 @@ The privacy unit is one user pseudonym within one salt period (an "epoch", one d
 default): the service cannot link a person across periods, so the guarantee is stated per
 period, from the policy alone. Under zCDP every amount is also given as the ε of (ε, δ)-DP
 at the policy's δ, by OpenDP's conversion (`privacy.mechanisms.epsilon_at_delta`), the same
-the query API reports. `privacy.explain` puts these numbers into words; `privacy.policy_diff`
-compares budgets across accountings with `epsilon_equivalent`.
+the query API reports. `privacy.policy.explain` puts these numbers into words;
+`privacy.policy.diff` compares budgets across accountings with `epsilon_equivalent`.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import lru_cache
 from typing import Any, Literal
 
 from privacy.durations import format_duration
 from privacy.mechanisms import epsilon_at_delta
-from privacy.policy import Policy, QueryPolicy
+from privacy.policy.model import Policy
+from privacy.policy.sections import QueryPolicy
 
 __all__ = [
     "Guarantee",
@@ -29,11 +29,6 @@ __all__ = [
 ]
 
 
-@lru_cache(maxsize=256)  # OpenDP builds a measurement per conversion: keep the answers
-def _epsilon_at(rho: float, delta: float) -> float:
-    return epsilon_at_delta(rho, delta)
-
-
 def epsilon_equivalent(privacy: QueryPolicy, amount: float) -> float:
     """The ε that a budget ``amount`` of ``privacy``'s accounting amounts to.
 
@@ -42,7 +37,7 @@ def epsilon_equivalent(privacy: QueryPolicy, amount: float) -> float:
     """
     if privacy.accounting == "pure":
         return amount
-    return _epsilon_at(amount, privacy.delta)
+    return epsilon_at_delta(amount, privacy.delta)
 
 
 @dataclass(frozen=True)

@@ -1,115 +1,78 @@
-"""Reading a policy's YAML: the node tree, the line of every key, and the wording of problems.
+"""Loading a policy file: its YAML node tree, the line of every key, and the wording of problems.
 
-`privacy.policy` owns what a policy may say; this module owns how a file is read and how
-what is wrong with it is told. Lines come from the composed YAML node tree, which also lets
-the reader refuse what PyYAML silently accepts: duplicate keys (the last one would win
+`privacy.policy.model` owns what a policy may say; this module owns how a file is read and
+how what is wrong with it is told. Lines come from the composed YAML node tree, which also
+lets the reader refuse what PyYAML silently accepts: duplicate keys (the last one would win
 unseen) and explicit tags (``!!python/...`` and the like have no place in a reviewed file).
 
-Model validators report rule violations with `raise_all`, each with a key path relative to
-the field or model they decorate; `problems_from` turns those and pydantic's own errors into
-`Problem`s located in the file. Messages speak the words of a policy file, not of pydantic.
+Model validators report rule violations with `raise_all` (`privacy.policy.errors`), each
+with a key path relative to the field or model they decorate; `problems_from` turns those
+and pydantic's own errors into `Problem`s located in the file. Messages speak the words of
+a policy file, not of pydantic.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import reprlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
-from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic_core import ErrorDetails
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from privacy.policy.errors import DOCUMENT, KeyPath, PolicyError, Problem, key_path, problem
+from privacy.policy.model import Policy
+
 __all__ = [
-    "DOCUMENT",
-    "KeyPath",
-    "PolicyError",
-    "Problem",
-    "Violation",
-    "invalid",
-    "key_path",
+    "LoadedPolicy",
+    "load_policy",
+    "parse_policy",
     "problems_from",
-    "raise_all",
     "read_file",
     "read_yaml",
 ]
 
-DOCUMENT = "<document>"  # the key path of a problem that concerns the file as a whole
+
+# --- loading --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a policy file, located as precisely as the YAML allows.
+class LoadedPolicy:
+    """A validated policy with the digest that audit entries record."""
 
-    ``key`` is a dotted path with list indexes (``context.surface[2]``), or
-    ``<document>`` for the file as a whole. ``line`` is 1-based; it is None only when no
-    position is known (an unreadable file, absurdly deep nesting). ``message`` is
-    complete on its own (it already ends with ``(allowed: ...)`` when ``allowed`` is not
-    empty); ``allowed`` repeats those choices for programs.
-    """
-
-    file: str
-    line: int | None
-    key: str
-    message: str
-    allowed: tuple[str, ...] = ()
-
-    def __str__(self) -> str:
-        where = self.file if self.line is None else f"{self.file}:{self.line}"
-        return f"{where}: {self.key}: {self.message}"
+    policy: Policy
+    sha256: str  # hex digest of the file's exact bytes
+    source: str  # the path, or the name given to parse_policy
+    text: str
 
 
-class PolicyError(ValueError):
-    """A policy file is not valid; ``problems`` lists every problem found, in file order."""
-
-    def __init__(self, problems: Sequence[Problem]) -> None:
-        self.problems: list[Problem] = list(problems)
-        super().__init__("\n".join(str(p) for p in self.problems))
+def load_policy(path: str | Path) -> LoadedPolicy:
+    """Read and validate a policy file; raise ``PolicyError`` listing every problem."""
+    text, raw = read_file(path)
+    return _parse(text, str(path), raw)
 
 
-def _problem(
-    file: str, line: int | None, key: str, message: str, allowed: Sequence[str] = ()
-) -> Problem:
-    if allowed:
-        message = f"{message} (allowed: {', '.join(allowed)})"
-    return Problem(file, line, key, message, tuple(allowed))
+def parse_policy(text: str, source: str = "<string>") -> LoadedPolicy:
+    """Validate policy YAML given as text; ``sha256`` is that of its UTF-8 encoding."""
+    return _parse(text, source, None)
 
 
-# --- how validators report -----------------------------------------------------------
-
-KeyPath = tuple[str | int, ...]
-
-
-class Violation(NamedTuple):
-    """One broken rule, as a validator reports it to `raise_all`."""
-
-    path: KeyPath  # relative to the field or model that reports it
-    message: str
-    allowed: tuple[str, ...] = ()
-
-
-def invalid(message: str) -> PydanticCustomError:
-    """An error for a validator to raise whose message is reported exactly as written."""
-    # A custom error type keeps pydantic from prefixing "Value error, " to the message.
-    return PydanticCustomError("policy_value", "{message}", {"message": message})
-
-
-def raise_all(found: Sequence[Violation]) -> None:
-    """Raise every rule violation found by one validator, each with its own key path.
-
-    pydantic would locate a validator's error at the field or model it decorates; the
-    paths let the loader point at the offending key or list item instead.
-    """
-    if found:
-        summary = "; ".join(key_path(v.path) + ": " + v.message for v in found)
-        raise PydanticCustomError(
-            "policy_rule", "{summary}", {"summary": summary, "violations": tuple(found)}
-        )
+def _parse(text: str, source: str, raw: bytes | None) -> LoadedPolicy:
+    root, data = read_yaml(text, source, Policy)
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as exc:
+        raise PolicyError(problems_from(exc, root, source, Policy)) from exc
+    # Only now: the YAML reader has refused lone surrogates, so the text encodes.
+    digest = hashlib.sha256(text.encode("utf-8") if raw is None else raw).hexdigest()
+    return LoadedPolicy(policy, digest, source, text)
 
 
 # --- files and YAML nodes ---------------------------------------------------------------
@@ -122,13 +85,13 @@ def read_file(path: str | Path) -> tuple[str, bytes]:
         raw = Path(path).read_bytes()
     except OSError as exc:
         raise PolicyError(
-            [_problem(source, None, DOCUMENT, f"cannot read the file: {exc.strerror}")]
+            [problem(source, None, DOCUMENT, f"cannot read the file: {exc.strerror}")]
         ) from exc
     try:
         return raw.decode("utf-8"), raw
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise PolicyError([_problem(source, line, DOCUMENT, "is not valid UTF-8")]) from exc
+        raise PolicyError([problem(source, line, DOCUMENT, "is not valid UTF-8")]) from exc
 
 
 class _PolicyLoader(yaml.SafeLoader):
@@ -167,17 +130,17 @@ def read_yaml(text: str, source: str, model: type[BaseModel]) -> tuple[MappingNo
         except yaml.YAMLError as exc:
             raise PolicyError([_yaml_problem(exc, text, source)]) from exc
         except RecursionError as exc:
-            raise PolicyError([_problem(source, None, DOCUMENT, "is nested too deeply")]) from exc
+            raise PolicyError([problem(source, None, DOCUMENT, "is nested too deeply")]) from exc
         if root is None:
             message = "is empty: a policy needs at least version, name and privacy"
-            raise PolicyError([_problem(source, 1, DOCUMENT, message)])
+            raise PolicyError([problem(source, 1, DOCUMENT, message)])
         problems = _structure_problems(loader, root, source)
         if problems:
             raise PolicyError(problems)
         if not isinstance(root, MappingNode):
             kind = "a list" if isinstance(root, SequenceNode) else "a single value"
             message = f"the top level must be a mapping of policy keys, got {kind}"
-            raise PolicyError([_problem(source, _line(root), DOCUMENT, message, _keys_of(model))])
+            raise PolicyError([problem(source, _line(root), DOCUMENT, message, _keys_of(model))])
         try:
             data = loader.construct_document(root)
         except yaml.YAMLError as exc:
@@ -187,7 +150,7 @@ def read_yaml(text: str, source: str, model: type[BaseModel]) -> tuple[MappingNo
             # values its resolver accepted (e.g. the date 2024-02-30); find the node.
             line, key = _unconstructible(root)
             raise PolicyError(
-                [_problem(source, line, key, f"cannot read the value: {exc}")]
+                [problem(source, line, key, f"cannot read the value: {exc}")]
             ) from exc
         return root, data
     finally:
@@ -200,12 +163,12 @@ def _yaml_problem(exc: yaml.YAMLError, text: str, source: str, root: Node | None
         message = ", ".join(str(part) for part in (exc.context, exc.problem) if part)
         line = None if mark is None else mark.line + 1
         key = DOCUMENT if root is None or mark is None else _path_at(root, mark.index)
-        return _problem(source, line, key, message or str(exc))
+        return problem(source, line, key, message or str(exc))
     if isinstance(exc, yaml.reader.ReaderError):
         line = text[: exc.position].count("\n") + 1
         message = f"contains the unprintable character {exc.character!r}"
-        return _problem(source, line, DOCUMENT, message)
-    return _problem(source, None, DOCUMENT, str(exc))
+        return problem(source, line, DOCUMENT, message)
+    return problem(source, None, DOCUMENT, str(exc))
 
 
 def _path_at(root: Node, index: int) -> str:
@@ -239,7 +202,7 @@ def _structure_problems(loader: _PolicyLoader, root: Node, source: str) -> list[
         if node.tag != _implicit_tag(loader, node):
             tag = str(node.tag).replace("tag:yaml.org,2002:", "!!")
             message = f"explicit YAML tags are not allowed in a policy, found {tag}"
-            problems.append(_problem(source, _line(node), key_path(path), message))
+            problems.append(problem(source, _line(node), key_path(path), message))
         if isinstance(node, MappingNode):
             first: dict[tuple[str, str], int] = {}
             for key, _ in node.value:
@@ -251,7 +214,7 @@ def _structure_problems(loader: _PolicyLoader, root: Node, source: str) -> list[
                         f"{first[key.tag, key.value]} (YAML would silently keep only the last)"
                     )
                     problems.append(
-                        _problem(source, _line(key), key_path((*path, key.value)), message)
+                        problem(source, _line(key), key_path((*path, key.value)), message)
                     )
                 else:
                     first[key.tag, key.value] = _line(key)
@@ -280,14 +243,6 @@ def _unconstructible(root: Node) -> tuple[int | None, str]:
         return None, DOCUMENT
     finally:
         probe.dispose()
-
-
-def key_path(path: Sequence[str | int]) -> str:
-    """A key path as a policy problem names it: ``context.surface[2]``, or ``<document>``."""
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or DOCUMENT
 
 
 def _locate(root: Node, loc: Sequence[str | int]) -> tuple[int, str]:
@@ -331,10 +286,10 @@ def problems_from(
         if err["type"] == "policy_rule":
             for sub, message, allowed in err.get("ctx", {})["violations"]:
                 line, key = _locate(root, (*loc, *sub))
-                problems.append(_problem(source, line, key, message, allowed))
+                problems.append(problem(source, line, key, message, allowed))
         else:
             line, key = _locate(root, loc)
-            problems.append(_problem(source, line, key, *_explain(err, loc, model)))
+            problems.append(problem(source, line, key, *_explain(err, loc, model)))
     return sorted(problems, key=lambda p: p.line or 0)
 
 

@@ -4,68 +4,39 @@
 collected, how identifiers are protected and for how long they can be linked, how long
 each kind of event is kept, what is sampled, what analysts may ask and with what budget,
 and what the differential-privacy guarantee means for one person. The numbers come from
-`privacy.guarantee`; this module only puts them, and the rest of the policy, into words.
+`privacy.policy.guarantee`; this module only puts them, and the rest of the policy, into
+words (with the vocabulary of `privacy.policy.wording`).
 """
 
 from __future__ import annotations
 
 import math
-import textwrap
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
-from privacy.durations import format_duration
 from privacy.events import CONTEXT_DIMENSIONS, IDENTIFIER_FIELDS, OTHER, EventType
-from privacy.guarantee import Guarantee, epsilon_equivalent, guarantee_of, longest_retention
-from privacy.metrics import granted, metrics_for
-from privacy.policy import IdentifierAction, Policy
+from privacy.policy.grants import granted, metrics_for
+from privacy.policy.guarantee import Guarantee, epsilon_equivalent, guarantee_of, longest_retention
+from privacy.policy.model import Policy
+from privacy.policy.sections import IdentifierAction
+from privacy.policy.wording import (
+    EVENT_WORDS,
+    IDENTIFIER_USE,
+    RHO,
+    SQUARED,
+    TIMES,
+    delta_text,
+    duration,
+    joined,
+    number,
+    percent,
+    period_count,
+    period_name,
+    precision,
+    wrap,
+)
 
 __all__ = ["Explanation", "Section", "explain"]
-
-_DAY = timedelta(days=1)
-# Spelled by name: ruff flags the literal characters as look-alikes of p and x.
-_RHO = "\N{GREEK SMALL LETTER RHO}"
-_TIMES = "\N{MULTIPLICATION SIGN}"
-_SQUARED = "\N{SUPERSCRIPT TWO}"
-
-# What each event type carries, in a reviewer's words (the payload fields of privacy.events).
-_EVENT_WORDS: dict[EventType, str] = {
-    EventType.RESPONSE_SHOWN: "a response was shown (its position among the candidates)",
-    EventType.CLICK_THROUGH: "a person clicked one of several responses (its position)",
-    EventType.REFORMULATION: (
-        "a person rephrased their query (a similarity score from 0 to 1 computed by the app, "
-        "not the text)"
-    ),
-    EventType.COPY_PASTE: (
-        "a person copied part of a response (where the copied span starts and ends, its "
-        "length, and whether it was pasted inside or outside the product; not the text)"
-    ),
-    EventType.EDIT: "a person edited a response (how much, as a fraction from 0 to 1)",
-    EventType.DWELL: "how long a response stayed on screen and how far it was scrolled",
-    EventType.ABANDONMENT: "a session ended without completion (after how many milliseconds)",
-    EventType.TASK_COMPLETION: "the downstream task succeeded or failed",
-}
-
-_IDENTIFIER_USE: dict[str, tuple[str, str]] = {
-    # field: (what its pseudonym allows, what dropping it prevents)
-    "user_id": (
-        "it bounds each person's contribution to an answer and counts distinct users",
-        "",  # the policy model refuses to drop user_id
-    ),
-    "session_id": (
-        "events of one session can be grouped together (abandonment, sampling by session)",
-        "events of one session cannot be grouped together",
-    ),
-    "query_id": (
-        "events about the same query can be joined",
-        "events about the same query cannot be joined",
-    ),
-    "response_id": (
-        "events about the same response can be joined",
-        "events about the same response cannot be joined",
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -87,11 +58,11 @@ class Explanation:
 
     def as_text(self, width: int = 88) -> str:
         """The explanation as wrapped plain text: the summary, then each section's points."""
-        out = [f'Policy "{self.name}" in plain words', "", *_wrap(self.summary, width)]
+        out = [f'Policy "{self.name}" in plain words', "", *wrap(self.summary, width)]
         for section in self.sections:
             out += ["", section.title, "-" * len(section.title)]
             for point in section.points:
-                out += _wrap(point, width, initial_indent="- ", subsequent_indent="  ")
+                out += wrap(point, width, initial_indent="- ", subsequent_indent="  ")
         return "\n".join(out) + "\n"
 
     def as_dict(self) -> dict[str, Any]:
@@ -103,18 +74,6 @@ class Explanation:
             "guarantee": self.guarantee.as_dict(),
             "text": self.as_text(),
         }
-
-
-def _wrap(
-    text: str, width: int, initial_indent: str = "", subsequent_indent: str = ""
-) -> list[str]:
-    # "ε = 4" must not be broken across lines: glue it with no-break spaces, which
-    # textwrap does not split on, and turn them back into spaces afterwards.
-    glued = text.replace(" = ", "\N{NO-BREAK SPACE}=\N{NO-BREAK SPACE}")
-    lines = textwrap.wrap(
-        glued, width, initial_indent=initial_indent, subsequent_indent=subsequent_indent
-    )
-    return [line.replace("\N{NO-BREAK SPACE}", " ") for line in lines]
 
 
 def explain(policy: Policy) -> Explanation:
@@ -136,54 +95,6 @@ def explain(policy: Policy) -> Explanation:
     )
 
 
-# --- words ------------------------------------------------------------------------------
-
-
-def _num(x: float) -> str:
-    """A number as a person reads it: 3 significant digits, thousands separated."""
-    if abs(x) >= 1000:
-        return f"{x:,.0f}"
-    return f"{x:.3g}"
-
-
-def _span(td: timedelta) -> str:
-    """``30d`` → "30 days", ``1h`` → "1 hour"."""
-    text = format_duration(td)
-    n, unit = int(text[:-1]), {"d": "day", "h": "hour", "m": "minute", "s": "second"}[text[-1]]
-    return f"{n} {unit}" + ("s" if n != 1 else "")
-
-
-def _period(td: timedelta) -> str:
-    """The salt period as the object of "within any one …": "day", "6-hour period"."""
-    if td == _DAY:
-        return "day"
-    text = _span(td).removesuffix("s").replace(" ", "-")
-    return f"{text} period"
-
-
-def _periods(n: int, td: timedelta) -> str:
-    return f"{n} {_period(td)}" + ("s" if n != 1 else "")
-
-
-def _precision(td: timedelta) -> str:
-    """Rounding target: "the minute", "the hour", "15 minutes"."""
-    text = _span(td)
-    return f"the {text[2:]}" if text.startswith("1 ") else text
-
-
-def _percent(rate: float) -> str:
-    return f"{rate * 100:.3g} %"
-
-
-def _delta(delta: float) -> str:
-    """``1e-08`` → ``1e-8``: the way a policy writes it."""
-    return f"{delta:g}".replace("e-0", "e-")
-
-
-def _and(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
-
 def _declared(policy: Policy) -> dict[str, list[str]]:
     return {str(dim): values for dim, values in policy.context.items() if values}
 
@@ -192,9 +103,9 @@ def _amount(policy: Policy, amount: float) -> str:
     """A budget amount with its unit, and its ε equivalent under zCDP."""
     q = policy.privacy
     if q.accounting == "pure":
-        return f"ε = {_num(amount)}"
+        return f"ε = {number(amount)}"
     eps = epsilon_equivalent(q, amount)
-    return f"{_RHO} = {_num(amount)} (ε = {_num(eps)} at δ = {_delta(q.delta)})"
+    return f"{RHO} = {number(amount)} (ε = {number(eps)} at δ = {delta_text(q.delta)})"
 
 
 # --- sections ---------------------------------------------------------------------------
@@ -207,23 +118,24 @@ def _summary(policy: Policy, g: Guarantee) -> str:
     n = len(policy.event_types)
     return (
         f"This policy collects {n} kind{'s' if n != 1 else ''} of interaction event and never "
-        f"any text. No identifier is stored as it was sent: {_and(hashed)} "
+        f"any text. No identifier is stored as it was sent: {joined(hashed)} "
         f"{'is' if len(hashed) == 1 else 'are'} replaced by pseudonyms"
         + (
-            f" and {_and(dropped)} {'is' if len(dropped) == 1 else 'are'} dropped"
+            f" and {joined(dropped)} {'is' if len(dropped) == 1 else 'are'} dropped"
             if dropped
             else ""
         )
         + f". A person's events can be linked to each other only within one "
-        f"{_period(ids.salt_rotation)}, and to the person only for {_span(ids.salt_retention)}. "
-        f"Events are kept at most {_span(longest_retention(policy))}. Analysts see only noisy "
-        f"statistics: each person's activity within any one {_period(g.period)} is protected "
+        f"{period_name(ids.salt_rotation)}, and to the person only for "
+        f"{duration(ids.salt_retention)}. "
+        f"Events are kept at most {duration(longest_retention(policy))}. Analysts see only noisy "
+        f"statistics: each person's activity within any one {period_name(g.period)} is protected "
         f"with {_amount(policy, g.global_cap)}."
     )
 
 
 def _collected(policy: Policy) -> tuple[str, ...]:
-    points = [f"{t.value}: {_EVENT_WORDS[t]}." for t in policy.event_types]
+    points = [f"{t.value}: {EVENT_WORDS[t]}." for t in policy.event_types]
     missing = [t.value for t in EventType if t not in policy.event_types]
     if missing:
         points.append(f"Not collected (refused when sent): {', '.join(missing)}.")
@@ -241,16 +153,16 @@ def _collected(policy: Policy) -> tuple[str, ...]:
             points.append(
                 f'Context label {dim}: no values declared, so every value is stored as "{OTHER}".'
             )
-    points.append(f"Times are stored rounded down to {_precision(policy.timestamp_precision)}.")
+    points.append(f"Times are stored rounded down to {precision(policy.timestamp_precision)}.")
     return tuple(points)
 
 
 def _linking(policy: Policy) -> tuple[str, ...]:
     ids = policy.identifiers
-    period, salt = _period(ids.salt_rotation), _span(ids.salt_retention)
+    period, salt = period_name(ids.salt_rotation), duration(ids.salt_retention)
     points = []
     for field in IDENTIFIER_FIELDS:
-        allows, prevents = _IDENTIFIER_USE[field]
+        allows, prevents = IDENTIFIER_USE[field]
         if ids.action(field) is IdentifierAction.PSEUDONYMIZE:
             points.append(f"{field}: replaced by a pseudonym (a keyed hash); {allows}.")
         else:
@@ -268,7 +180,7 @@ def _linking(policy: Policy) -> tuple[str, ...]:
     longest = longest_retention(policy)
     if longest > ids.salt_retention:
         points.append(
-            f"Events kept longer than {salt} (up to {_span(longest)}) stay only as records "
+            f"Events kept longer than {salt} (up to {duration(longest)}) stay only as records "
             "that nobody can link to a person."
         )
     return tuple(points)
@@ -278,11 +190,11 @@ def _kept(policy: Policy) -> tuple[str, ...]:
     r = policy.retention
     special = [t for t in policy.event_types if t in r.event_types]
     points = [
-        f"Events are kept {_span(r.default)}"
+        f"Events are kept {duration(r.default)}"
         + (" except: " if special else "")
-        + ", ".join(f"{t.value} {_span(r.event_types[t])}" for t in special)
+        + ", ".join(f"{t.value} {duration(r.event_types[t])}" for t in special)
         + ". Then the retention sweeper deletes them.",
-        f"Events rejected as invalid are kept {_span(r.quarantine)} for debugging, with their "
+        f"Events rejected as invalid are kept {duration(r.quarantine)} for debugging, with their "
         "identifiers already replaced by pseudonyms, then deleted.",
     ]
     return tuple(points)
@@ -292,7 +204,7 @@ def _sampled(policy: Policy) -> tuple[str, ...]:
     s = policy.sampling
     sampled = [t for t in policy.event_types if s.rate(t) < 1.0]
     first = (
-        f"For the first {_span(s.calibration_period)} after the first event is received, "
+        f"For the first {duration(s.calibration_period)} after the first event is received, "
         "every event is kept (calibration)."
     )
     if not sampled:
@@ -300,7 +212,7 @@ def _sampled(policy: Policy) -> tuple[str, ...]:
     return (
         first,
         "After that, only a share of sessions keep their events of these kinds: "
-        + ", ".join(f"{t.value} {_percent(s.rate(t))}" for t in sampled)
+        + ", ".join(f"{t.value} {percent(s.rate(t))}" for t in sampled)
         + "; every other kind is kept in full.",
         "A session's events of one kind are kept or dropped together, by a keyed hash, and "
         "answers are reweighted so that they estimate all events, not only those kept.",
@@ -339,9 +251,9 @@ def _questions(policy: Policy) -> tuple[str, ...]:
         )
     points += [
         f"A query rephrasing counts as a reformulation only from a similarity of "
-        f"{_num(m.reformulation_similarity_threshold)}; a copy counts as long from "
+        f"{number(m.reformulation_similarity_threshold)}; a copy counts as long from "
         f"{m.long_copy_min_span} characters.",
-        f"Asking the same question again within {_span(q.repeat_window)} returns the same "
+        f"Asking the same question again within {duration(q.repeat_window)} returns the same "
         "answer at no cost, so repeating it cannot average the noise away.",
     ]
     return tuple(points)
@@ -349,14 +261,14 @@ def _questions(policy: Policy) -> tuple[str, ...]:
 
 def _budget(policy: Policy, g: Guarantee) -> tuple[str, ...]:
     q = policy.privacy
-    period = _period(g.period)
+    period = period_name(g.period)
     if q.accounting == "pure":
         unit = "Budgets are counted in ε (pure differential privacy); smaller is more private."
     else:
         unit = (
-            f"Budgets are counted in {_RHO} (zero-concentrated differential privacy, zCDP); "
+            f"Budgets are counted in {RHO} (zero-concentrated differential privacy, zCDP); "
             "each is also stated as the ε it amounts to with a failure probability "
-            f"δ = {_delta(q.delta)}. Smaller is more private."
+            f"δ = {delta_text(q.delta)}. Smaller is more private."
         )
     points = [
         unit,
@@ -380,20 +292,20 @@ def _budget(policy: Policy, g: Guarantee) -> tuple[str, ...]:
 
 def _meaning(policy: Policy, g: Guarantee) -> tuple[str, ...]:
     q = policy.privacy
-    period = _period(g.period)
-    kept = _periods(g.periods_kept, g.period)
+    period = period_name(g.period)
+    kept = period_count(g.periods_kept, g.period)
     eps = g.epsilon_per_period
     points = [
-        f"Each person's activity within any one {period} is protected with ε = {_num(eps)}"
-        + (f" (δ = {_delta(q.delta)})" if q.accounting == "zcdp" else "")
+        f"Each person's activity within any one {period} is protected with ε = {number(eps)}"
+        + (f" (δ = {delta_text(q.delta)})" if q.accounting == "zcdp" else "")
         + f", whatever the number of analysts and questions; any one analyst learns at most "
-        f"ε = {_num(g.epsilon_per_analyst)} about it.",
+        f"ε = {number(g.epsilon_per_analyst)} about it.",
         "In plain words: whatever an analyst sees is at most e^ε times more (or less) likely "
         "with that person's data than without it"
-        + (f"; for ε = {_num(eps)} that factor is {_num(math.exp(eps))}" if eps <= 30 else "")
+        + (f"; for ε = {number(eps)} that factor is {number(math.exp(eps))}" if eps <= 30 else "")
         + "."
         + (
-            f" With probability at most δ = {_delta(q.delta)} the promise may fail."
+            f" With probability at most δ = {delta_text(q.delta)} the promise may fail."
             if q.accounting == "zcdp"
             else ""
         ),
@@ -401,27 +313,27 @@ def _meaning(policy: Policy, g: Guarantee) -> tuple[str, ...]:
     if q.accounting == "pure":
         points.append(
             f"Over the {kept} for which events are kept, at most "
-            f"ε = {g.periods_kept} {_TIMES} {_num(eps)} = {_num(g.epsilon_over_retention)}."
+            f"ε = {g.periods_kept} {TIMES} {number(eps)} = {number(g.epsilon_over_retention)}."
         )
         points.append(
             f"Answers already given stay given after events are deleted: a person active for "
-            f"longer than that is protected with at most ε = {_num(eps)} for each {period} of "
+            f"longer than that is protected with at most ε = {number(eps)} for each {period} of "
             "activity, added up."
         )
     else:
         r = g.periods_kept
         points.append(
-            f"Over the {kept} for which events are kept, {_RHO} is at most "
-            f"{r}{_SQUARED} {_TIMES} {_num(g.global_cap)} = {_num(g.over_retention)}, that is "
-            f"ε = {_num(g.epsilon_over_retention)} (δ = {_delta(q.delta)}): a question about "
+            f"Over the {kept} for which events are kept, {RHO} is at most "
+            f"{r}{SQUARED} {TIMES} {number(g.global_cap)} = {number(g.over_retention)}, that is "
+            f"ε = {number(g.epsilon_over_retention)} (δ = {delta_text(q.delta)}): a question about "
             f"several {period}s that is not grouped by {period} can put all of one person's "
-            f"{period}s into the same cell, and {_RHO} grows with the square of how much one "
+            f"{period}s into the same cell, and {RHO} grows with the square of how much one "
             "person can change an answer."
         )
         points.append(
             f"Answers already given stay given after events are deleted: a person active for "
-            f"longer than that is protected with at most {_RHO} = {r} {_TIMES} "
-            f"{_num(g.global_cap)} = {_num(r * g.global_cap)} for each {period} of activity, "
+            f"longer than that is protected with at most {RHO} = {r} {TIMES} "
+            f"{number(g.global_cap)} = {number(r * g.global_cap)} for each {period} of activity, "
             "added up."
         )
     return tuple(points)

@@ -16,110 +16,30 @@ The rules are documented in docs/policy.md.
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
-from enum import Enum, StrEnum
 from typing import Any
 
 from pydantic import BaseModel
 
-from privacy.durations import format_duration
-from privacy.guarantee import epsilon_equivalent
-from privacy.policy import IdentifierAction, Policy
+from privacy.policy.change import (
+    ARROW,
+    MISSING,
+    Change,
+    Direction,
+    PolicyDiff,
+    change,
+    plain,
+    show,
+    written,
+)
+from privacy.policy.guarantee import epsilon_equivalent
+from privacy.policy.model import Policy
+from privacy.policy.sections import IdentifierAction
 
 __all__ = ["RULES", "Change", "Direction", "PolicyDiff", "diff_policies"]
 
-_ARROW = "\N{RIGHTWARDS ARROW}"
 _RHO = "\N{GREEK SMALL LETTER RHO}"  # by name: ruff flags the character as a look-alike of p
-_LONG = 60  # longer text values (descriptions) are cut in the one-line summary
-
-
-class _Missing(Enum):
-    MISSING = "(not set)"
-
-
-MISSING = _Missing.MISSING  # a mapping entry one of the policies does not write
-
-
-class Direction(StrEnum):
-    """How a change moves a policy."""
-
-    LOOSENS = "loosens"
-    TIGHTENS = "tightens"
-    NEUTRAL = "neutral"
-
-
-@dataclass(frozen=True)
-class Change:
-    """One change of meaning: the key, old and new values (JSON-ready), its direction.
-
-    ``old`` or ``new`` is None when the key is not written on that side (its default
-    applies) or, for list members, when members were only added or only removed.
-    ``summary`` is the change as shown (``90d → 180d``, ``adds ide, docs``); ``reason``
-    says in plain words why it has this direction.
-    """
-
-    key: str
-    old: Any
-    new: Any
-    direction: Direction
-    summary: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.direction.value.upper():<9}{self.key}: {self.summary}"
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready: key, old, new, direction, summary, reason."""
-        return {
-            "key": self.key,
-            "old": self.old,
-            "new": self.new,
-            "direction": self.direction.value,
-            "summary": self.summary,
-            "reason": self.reason,
-        }
-
-
-@dataclass(frozen=True)
-class PolicyDiff:
-    """Every change of meaning from one policy to another, in the order of the file."""
-
-    changes: tuple[Change, ...]
-
-    @property
-    def loosens(self) -> bool:
-        """Whether any change loosens the policy (the CI gate fails on this)."""
-        return any(c.direction is Direction.LOOSENS for c in self.changes)
-
-    def count(self, direction: Direction) -> int:
-        """How many changes go in ``direction``."""
-        return sum(1 for c in self.changes if c.direction is direction)
-
-    def as_text(self) -> str:
-        """One line per change with its reason indented below, then a one-line tally."""
-        lines: list[str] = []
-        for c in self.changes:
-            lines += [
-                str(c),
-                *textwrap.wrap(c.reason, 88, initial_indent=" " * 9, subsequent_indent=" " * 9),
-            ]
-        if not self.changes:
-            lines.append("No change in meaning.")
-        else:
-            n = len(self.changes)
-            lines.append(
-                f"{n} change{'s' if n != 1 else ''}: "
-                + ", ".join(f"{self.count(d)} {d.value}" for d in Direction)
-                + "."
-            )
-        return "\n".join(lines) + "\n"
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready: ``loosens`` and every change."""
-        return {"loosens": self.loosens, "changes": [c.as_dict() for c in self.changes]}
 
 
 def diff_policies(old: Policy, new: Policy) -> PolicyDiff:
@@ -155,57 +75,9 @@ def _walk(
             yield from _walk(type(o), o, n, key + ".")
         elif isinstance(o, dict) and f"{key}.*" in RULES:
             for k in [*o, *(k for k in n if k not in o)]:
-                yield f"{key}.*", f"{key}.{_plain(k)}", o.get(k, MISSING), n.get(k, MISSING)
+                yield f"{key}.*", f"{key}.{plain(k)}", o.get(k, MISSING), n.get(k, MISSING)
         else:
             yield key, key, o, n
-
-
-def _plain(value: Any) -> str:
-    """A value as a policy writes it (durations ``30d``, deltas ``1e-8``)."""
-    if value is MISSING or value is None:
-        return "(not set)"
-    if isinstance(value, timedelta):
-        return format_duration(value)
-    if isinstance(value, Enum):
-        return str(value.value)
-    if isinstance(value, float):
-        return f"{value:g}".replace("e-0", "e-").replace("e+0", "e+")
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_plain(v) for v in value) + "]"
-    return str(value)
-
-
-def _show(value: Any) -> str:
-    """``_plain``, with long text (descriptions) cut to fit a summary line."""
-    text = _plain(value)
-    return text if len(text) <= _LONG else text[: _LONG - 1] + "\N{HORIZONTAL ELLIPSIS}"
-
-
-def _written(value: Any, effective: Any) -> str:
-    """How a side shows in a summary: its value, or the default that applies."""
-    return _show(value) if value is not MISSING else f"(not set: {_show(effective)})"
-
-
-def _json(value: Any) -> Any:
-    if value is MISSING:
-        return None
-    if isinstance(value, timedelta | Enum):
-        return _plain(value)
-    if isinstance(value, list | tuple):
-        return [_json(v) for v in value]
-    return value
-
-
-def _change(
-    key: str,
-    old: Any,
-    new: Any,
-    direction: Direction,
-    reason: str,
-    summary: str | None = None,
-) -> Change:
-    summary = summary or f"{_show(old)} {_ARROW} {_show(new)}"
-    return Change(key, _json(old), _json(new), direction, summary, reason)
 
 
 # --- rule builders ----------------------------------------------------------------------
@@ -223,16 +95,16 @@ def _ordered(more: Direction, if_more: str, if_less: str, default: Any = None) -
         n = default(sides.new) if new is MISSING else new
         if o == n:
             return []
-        summary = f"{_written(old, o)} {_ARROW} {_written(new, n)}"
+        summary = f"{written(old, o)} {ARROW} {written(new, n)}"
         direction, reason = (more, if_more) if n > o else (less, if_less)
-        return [_change(key, old, new, direction, reason, summary)]
+        return [change(key, old, new, direction, reason, summary)]
 
     return rule
 
 
 def _neutral(reason: str) -> Rule:
     def rule(sides: _Sides, key: str, old: Any, new: Any) -> list[Change]:
-        return [] if old == new else [_change(key, old, new, Direction.NEUTRAL, reason)]
+        return [] if old == new else [change(key, old, new, Direction.NEUTRAL, reason)]
 
     return rule
 
@@ -242,8 +114,8 @@ def _members(added: Direction, if_added: str, if_removed: str) -> Rule:
     removed = {Direction.LOOSENS: Direction.TIGHTENS, Direction.TIGHTENS: Direction.LOOSENS}[added]
 
     def rule(sides: _Sides, key: str, old: Any, new: Any) -> list[Change]:
-        o = [] if old is MISSING else [_plain(v) for v in old]
-        n = [] if new is MISSING else [_plain(v) for v in new]
+        o = [] if old is MISSING else [plain(v) for v in old]
+        n = [] if new is MISSING else [plain(v) for v in new]
         plus, minus = [v for v in n if v not in o], [v for v in o if v not in n]
         out = []
         if plus:
@@ -259,7 +131,7 @@ def _unjudged(sides: _Sides, key: str, old: Any, new: Any) -> list[Change]:
     if old == new:
         return []
     reason = "no rule judges this key; reported as loosening so that a person reviews it"
-    return [_change(key, old, new, Direction.LOOSENS, reason)]
+    return [change(key, old, new, Direction.LOOSENS, reason)]
 
 
 # --- rules that need both policies ------------------------------------------------------
@@ -272,13 +144,9 @@ def _identifier(sides: _Sides, key: str, old: Any, new: Any) -> list[Change]:
         return []
     if n is IdentifierAction.DROP:
         reason = "the field is no longer stored at all, so it can no longer join events"
-        return [_change(key, o, n, Direction.TIGHTENS, reason)]
+        return [change(key, o, n, Direction.TIGHTENS, reason)]
     reason = "the field is now stored (as a pseudonym), so events can be joined on it"
-    return [_change(key, o, n, Direction.LOOSENS, reason)]
-
-
-def _epsilon(policy: Policy, amount: float) -> float:
-    return epsilon_equivalent(policy.privacy, amount)
+    return [change(key, o, n, Direction.LOOSENS, reason)]
 
 
 def _budget(what: str, default: Callable[[Policy], float] | None = None) -> Rule:
@@ -293,22 +161,21 @@ def _budget(what: str, default: Callable[[Policy], float] | None = None) -> Rule
                 return []
             direction = Direction.LOOSENS if n > o else Direction.TIGHTENS
             reason = f"{what} {'grows' if n > o else 'shrinks'}"
-            summary = f"{_written(old, o)} {_ARROW} {_written(new, n)}"
-            return [_change(key, old, new, direction, reason, summary)]
-        eo, en = _epsilon(sides.old, o), _epsilon(sides.new, n)
+            summary = f"{written(old, o)} {ARROW} {written(new, n)}"
+            return [change(key, old, new, direction, reason, summary)]
+        eo = epsilon_equivalent(sides.old.privacy, o)
+        en = epsilon_equivalent(sides.new.privacy, n)
         direction = (
             Direction.NEUTRAL
             if eo == en
             else (Direction.LOOSENS if en > eo else Direction.TIGHTENS)
         )
         reason = (
-            f"{what}, compared as ε across accountings: {eo:.3g} ({old_acc}) {_ARROW} "
+            f"{what}, compared as ε across accountings: {eo:.3g} ({old_acc}) {ARROW} "
             f"{en:.3g} ({new_acc})"
         )
-        summary = (
-            f"{_unit(old_acc)} {_written(old, o)} {_ARROW} {_unit(new_acc)} {_written(new, n)}"
-        )
-        return [_change(key, old, new, direction, reason, summary)]
+        summary = f"{_unit(old_acc)} {written(old, o)} {ARROW} {_unit(new_acc)} {written(new, n)}"
+        return [change(key, old, new, direction, reason, summary)]
 
     return rule
 
@@ -320,17 +187,17 @@ def _unit(accounting: str) -> str:
 def _accounting(sides: _Sides, key: str, old: Any, new: Any) -> list[Change]:
     if old == new:
         return []
-    eo = _epsilon(sides.old, sides.old.privacy.global_cap)
-    en = _epsilon(sides.new, sides.new.privacy.global_cap)
+    eo = epsilon_equivalent(sides.old.privacy, sides.old.privacy.global_cap)
+    en = epsilon_equivalent(sides.new.privacy, sides.new.privacy.global_cap)
     delta = "gains a failure probability δ" if new == "zcdp" else "loses its failure probability δ"
     # At equal ε, pure DP is the stronger promise: it has no failure probability.
     looser = en > eo or (en == eo and new == "zcdp")
     direction = Direction.LOOSENS if looser else Direction.TIGHTENS
     reason = (
         f"the guarantee {delta}; judged by the ε each person's activity per period is "
-        f"protected with (the global cap): {eo:.3g} {_ARROW} {en:.3g}"
+        f"protected with (the global cap): {eo:.3g} {ARROW} {en:.3g}"
     )
-    return [_change(key, old, new, direction, reason)]
+    return [change(key, old, new, direction, reason)]
 
 
 def _delta(sides: _Sides, key: str, old: Any, new: Any) -> list[Change]:
@@ -343,7 +210,7 @@ def _delta(sides: _Sides, key: str, old: Any, new: Any) -> list[Change]:
             f"the noise is set by {_RHO} and does not change; δ only changes how the "
             "guarantee is stated as (ε, δ)"
         )
-    return [_change(key, old, new, Direction.NEUTRAL, reason)]
+    return [change(key, old, new, Direction.NEUTRAL, reason)]
 
 
 def _analyst_metrics(sides: _Sides, key: str, old: Any, new: Any) -> list[Change]:
@@ -352,12 +219,12 @@ def _analyst_metrics(sides: _Sides, key: str, old: Any, new: Any) -> list[Change
         return []
     if old is MISSING:
         reason = "this analyst, who could use every metric, is restricted to these"
-        summary = f"(not set: every metric) {_ARROW} {_show(new)}"
-        return [_change(key, old, new, Direction.TIGHTENS, reason, summary)]
+        summary = f"(not set: every metric) {ARROW} {show(new)}"
+        return [change(key, old, new, Direction.TIGHTENS, reason, summary)]
     if new is MISSING:
         reason = "this analyst is no longer restricted: every metric may be used"
-        summary = f"{_show(old)} {_ARROW} (not set: every metric)"
-        return [_change(key, old, new, Direction.LOOSENS, reason, summary)]
+        summary = f"{show(old)} {ARROW} (not set: every metric)"
+        return [change(key, old, new, Direction.LOOSENS, reason, summary)]
     return _members(
         Direction.LOOSENS,
         "this analyst may use more metrics",
