@@ -54,6 +54,7 @@ def build_state(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
         policy_sha256=loaded.sha256,
         sqlite_synchronous=settings.sqlite_synchronous,
         pool_size=settings.database_pool_size,
+        pool_timeout_s=settings.database_pool_timeout_s,
     )
     try:
         check_ledger_unit(store, loaded, clock())  # before the policy counts as loaded
