@@ -16,12 +16,18 @@ from privacy.keyring import Keyring
 from privacy.policy import load_policy
 from service.accounting import check_ledger_unit
 from service.body_limit import BodyLimit
-from service.deps import AppState, utc_now
-from service.errors import ApiError, BadRequest, NotFoundError, PayloadTooLarge
+from service.deps import AppState, get_state, utc_now
+from service.errors import (
+    ApiError,
+    BadRequest,
+    NotFoundError,
+    PayloadTooLarge,
+    StoreUnavailableError,
+)
 from service.ingest.pipeline import Ingestor
 from service.ingest.writer import GroupWriter
 from service.ingest.writer_process import RemoteWriter
-from service.limits import LimitConfig, Limiter, LimitMiddleware
+from service.limits import LimitConfig, Limiter, LimitMiddleware, route_class
 from service.logging import RequestLogMiddleware, current_request_id
 from service.openapi import install as document_behaviour
 from service.queries.engine import QueryEngine
@@ -31,6 +37,7 @@ from service.retention import RetentionSchedule, Sweeper
 from service.routes import audit, events, health, policy, queries, subjects, ui
 from service.settings import Settings
 from service.store import open_store
+from service.store.base import StoreUnavailable
 from service.telemetry import LatencyMiddleware, Telemetry
 
 log = logging.getLogger("tacit")
@@ -153,7 +160,16 @@ _HTTP_CODES = {
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        if isinstance(exc, StoreUnavailableError):
+            telemetry = get_state(request).telemetry
+            telemetry.store_unavailable.labels(route_class(request.url.path).value).inc()
         return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(StoreUnavailable)
+    async def store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        # The database went away under a route that had nothing more to say about it
+        # (ingestion and charged queries raise StoreUnavailableError themselves).
+        return await api_error(request, StoreUnavailableError())
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -31,14 +31,15 @@ from service.errors import (
     BadRequest,
     Forbidden,
     PayloadTooLarge,
+    StoreUnavailableError,
     Unauthorized,
     Unavailable,
     UnsupportedMediaType,
 )
 from service.ingest.parse import BadBatch, parse_batch
-from service.limits import charge_events
+from service.limits import RouteClass, charge_events
 from service.openapi import raises
-from service.store.base import Role
+from service.store.base import Role, StoreUnavailable
 
 PATH = "/v1/events"
 _INGEST = frozenset({Role.INGEST})
@@ -51,30 +52,40 @@ async def ingest(
     state: AppState, headers: Headers, chunks: AsyncIterator[bytes], scope: Scope
 ) -> dict[str, Any]:
     """Serve one POST /v1/events: the batch report, or an :class:`ApiError`."""
-    # 401/403, then 415, then the body: nothing is read for a caller we will refuse.
-    principal = authenticate(headers.get("authorization"), state.store.tokens, _INGEST)
-    content_type = headers.get("content-type", "")
-    if content_type.split(";")[0].strip().lower() != "application/json":
-        raise UnsupportedMediaType("send the batch as Content-Type: application/json")
-    body = await read_body(headers, chunks, state.settings.max_body_bytes, "send smaller batches")
     try:
-        parsed = parse_batch(body, state.settings.max_batch_events)
-    except BadBatch as exc:
-        raise BadRequest(str(exc)) from exc
-    charge_events(scope, parsed.size)  # the token's events/s (service/limits.py)
-    assert principal.source_id is not None  # ingest tokens always carry a source
-    prepared = state.ingestor.prepare(parsed, principal.source_id)
-    assert state.writer is not None
-    flags: list[bool] = []
-    if prepared.batch.keys or prepared.batch.quarantine:
+        # 401/403, then 415, then the body: nothing is read for a caller we will refuse.
+        principal = authenticate(headers.get("authorization"), state.store.tokens, _INGEST)
+        content_type = headers.get("content-type", "")
+        if content_type.split(";")[0].strip().lower() != "application/json":
+            raise UnsupportedMediaType("send the batch as Content-Type: application/json")
+        body = await read_body(
+            headers, chunks, state.settings.max_body_bytes, "send smaller batches"
+        )
         try:
-            flags = await state.writer.write(prepared.batch)
-        except Exception as exc:
-            raise Unavailable(
-                "the batch could not be stored durably and none of it was acknowledged: "
-                "retry it with the same event ids",
-                headers={"Retry-After": "1"},
-            ) from exc
+            parsed = parse_batch(body, state.settings.max_batch_events)
+        except BadBatch as exc:
+            raise BadRequest(str(exc)) from exc
+        charge_events(scope, parsed.size)  # the token's events/s (service/limits.py)
+        assert principal.source_id is not None  # ingest tokens always carry a source
+        prepared = state.ingestor.prepare(parsed, principal.source_id)
+        assert state.writer is not None
+        flags: list[bool] = []
+        if prepared.batch.keys or prepared.batch.quarantine:
+            try:
+                flags = await state.writer.write(prepared.batch)
+            except StoreUnavailable:
+                raise  # answered below, as an outage
+            except Exception as exc:
+                raise Unavailable(
+                    "the batch could not be stored durably and none of it was acknowledged: "
+                    "retry it with the same event ids",
+                    headers={"Retry-After": "1"},
+                ) from exc
+    except StoreUnavailable as exc:  # at the token check, a salt, or the write
+        raise StoreUnavailableError(
+            "the database is unavailable and none of the batch was acknowledged: retry it "
+            f"with the same event ids after {StoreUnavailableError.RETRY_AFTER_S} s"
+        ) from exc
     report = state.ingestor.report(prepared, flags)
     state.telemetry.count_events(
         report.accepted, report.duplicates, report.sampled_out, report.rejected_by_reason
@@ -89,7 +100,13 @@ async def ingest(
         200: {"description": "Per-event outcome; sent only after the accepted events are durable."},
         # ingest() authenticates itself (it serves without FastAPI's dependencies).
         **raises(
-            Unauthorized, Forbidden, UnsupportedMediaType, PayloadTooLarge, BadRequest, Unavailable
+            Unauthorized,
+            Forbidden,
+            UnsupportedMediaType,
+            PayloadTooLarge,
+            BadRequest,
+            Unavailable,
+            StoreUnavailableError,
         ),
     },
 )
@@ -121,6 +138,8 @@ class IngestEndpoint:
         try:
             report = await ingest(self.state, Headers(scope=scope), _chunks(receive), scope)
         except ApiError as exc:
+            if isinstance(exc, StoreUnavailableError):
+                self.state.telemetry.store_unavailable.labels(RouteClass.INGEST.value).inc()
             await send_json(send, exc.status, exc.body(), exc.headers)
         except ClientDisconnect:
             return  # nobody is left to answer; nothing of the batch was acknowledged
