@@ -16,18 +16,19 @@ from privacy.keyring import Keyring
 from privacy.policy import load_policy
 from service.accounting import check_ledger_unit
 from service.body_limit import BodyLimit
-from service.deps import AppState, utc_now
+from service.deps import AppState, get_state, utc_now
 from service.errors import (
     ApiError,
     BadRequest,
     HttpRefusal,
     NotFoundError,
     PayloadTooLarge,
+    StoreUnavailableError,
     render_error,
 )
 from service.ingest.ingestion import Ingestion, writer_for
 from service.ingest.pipeline import Ingestor
-from service.limits import LimitConfig, Limiter, LimitMiddleware
+from service.limits import LimitConfig, Limiter, LimitMiddleware, route_class
 from service.logging import RequestLogMiddleware, current_request_id
 from service.openapi import install as document_behaviour
 from service.queries.engine import QueryEngine
@@ -37,6 +38,7 @@ from service.retention import RetentionSchedule, Sweeper
 from service.routes import audit, events, health, policy, queries, subjects, ui
 from service.settings import Settings
 from service.store import open_store
+from service.store.base import StoreUnavailable
 from service.telemetry import LatencyMiddleware, Telemetry
 
 log = logging.getLogger("tacit")
@@ -60,6 +62,7 @@ def build_state(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
         policy_sha256=loaded.sha256,
         sqlite_synchronous=settings.sqlite_synchronous,
         pool_size=settings.database_pool_size,
+        pool_timeout_s=settings.database_pool_timeout_s,
     )
     try:
         check_ledger_unit(store, loaded, clock())  # before the policy counts as loaded
@@ -156,7 +159,16 @@ _HTTP_CODES = {
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        if isinstance(exc, StoreUnavailableError):
+            telemetry = get_state(request).telemetry
+            telemetry.store_unavailable.labels(route_class(request.url.path).value).inc()
         return render_error(exc)
+
+    @app.exception_handler(StoreUnavailable)
+    async def store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        # The database went away under a route that had nothing more to say about it
+        # (ingestion and charged queries raise StoreUnavailableError themselves).
+        return await api_error(request, StoreUnavailableError())
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

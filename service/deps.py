@@ -12,7 +12,7 @@ from fastapi import Depends, Request
 from privacy.keyring import Keyring
 from privacy.policy import LoadedPolicy
 from service.auth import authenticate
-from service.errors import Forbidden, Unauthorized
+from service.errors import Forbidden, StoreUnavailableError, Unauthorized
 from service.ingest.ingestion import Ingestion
 from service.queries.service import QueryService
 from service.settings import Settings
@@ -69,9 +69,10 @@ QueryServiceDep = Annotated[QueryService, Depends(_query_service)]
 class RoleCheck:
     """The dependency of an authenticated route: the caller, if its bearer token holds
     one of ``roles``. ``raises`` is what the OpenAPI schema documents for every route
-    that depends on it (service/openapi.py)."""
+    that depends on it (service/openapi.py): the token is looked up in the database, so
+    a route that needs a token cannot answer while the database is unavailable."""
 
-    raises = (Unauthorized, Forbidden)
+    raises = (Unauthorized, Forbidden, StoreUnavailableError)
 
     def __init__(self, *roles: Role) -> None:
         self.roles = frozenset(roles)

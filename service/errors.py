@@ -110,3 +110,23 @@ class HttpRefusal(ApiError):
 def render_error(error: ApiError) -> JSONResponse:
     """The response for `error`: its status, its headers and the envelope."""
     return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+
+
+class StoreUnavailableError(ApiError):
+    """The database cannot be reached now (down, restarting or failing over); retry after
+    Retry-After seconds. Nothing of a refused batch of events was acknowledged; a query
+    already charged says so (``release_id``): its charge stands."""
+
+    status, code = 503, "store_unavailable"
+    retry_after = True
+    # The pool notices a database that came back within a few seconds
+    # (service/store/postgres/db.py: RECONNECT_TIMEOUT_S).
+    RETRY_AFTER_S = 5
+
+    def __init__(self, message: str | None = None, **extra: Any) -> None:
+        seconds = self.RETRY_AFTER_S
+        super().__init__(
+            message or f"the database is unavailable: retry after {seconds} s",
+            headers={"Retry-After": str(seconds)},
+            **extra,
+        )

@@ -8,8 +8,9 @@ from four places:
 
 - the route's own ``responses=raises(...)``: what its handler raises;
 - its dependencies: one that may refuse a request says so in a ``raises`` attribute
-  (service/deps.py: :class:`RoleCheck` raises 401 and 403). An operation that can answer
-  401 is documented as needing a bearer token (``security``);
+  (service/deps.py: :class:`RoleCheck` raises 401 and 403, and 503 ``store_unavailable``
+  since it reads the token from the database). An operation that can answer 401 is
+  documented as needing a bearer token (``security``);
 - invalid parameters are answered 400 ``bad_request`` (service/app.py), not with
   FastAPI's 422: every 422 becomes a documented 400;
 - routes behind the limits (service/limits.py) may answer 429 or 503 with Retry-After.

@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     # PostgreSQL: connections each serving process keeps at most (one when idle). The
     # database needs about nodes x workers x this below its max_connections (docs/deploy.md).
     database_pool_size: int = Field(default=10, ge=1, le=1000)
+    # PostgreSQL: how long a request waits for a connection (all in use, or the database
+    # unreachable) before it is answered 503 store_unavailable. Keep it short: ingestion
+    # checks its token on the event loop, which waits with it (docs/deploy.md).
+    database_pool_timeout_s: float = Field(default=5.0, gt=0, le=300)
     # Set by `tacit serve` on SQLite: workers send their writes to the writer process
     # listening here (service/ingest/writer_process.py) instead of writing themselves.
     writer_socket: str | None = None

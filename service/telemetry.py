@@ -30,6 +30,13 @@ class Telemetry:
             ["metric", "outcome"],
             registry=self.registry,
         )
+        self.store_unavailable = Counter(
+            "tacit_store_unavailable",
+            "Requests answered 503 store_unavailable (the database could not be reached), "
+            "by route class.",
+            ["route_class"],
+            registry=self.registry,
+        )
 
     def count_events(
         self, accepted: int, duplicates: int, sampled_out: int, rejected: dict[str, int]

@@ -12,7 +12,7 @@ from typing import Any
 import pg
 import pytest
 from fastapi.testclient import TestClient
-from pg import pg_server, postgres_url  # noqa: F401  (fixtures: a fresh PostgreSQL database)
+from pg import pg_cluster, pg_server, postgres_url  # noqa: F401  (PostgreSQL fixtures)
 
 from privacy.keyring import MasterKey
 from service.app import create_app

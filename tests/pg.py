@@ -6,13 +6,23 @@
 ``bash .ci/run`` starts a throwaway server and sets both. Each test gets its own database,
 copied from a template that was migrated once per test process (fast: no migration per
 test), and dropped after the test with every connection still open to it.
+
+A test that must stop the database under a running service gets a cluster of its own
+instead (:class:`PgCluster`, fixture ``pg_cluster``), made from the installed server
+binaries; without them it skips, or fails when TACIT_REQUIRE_POSTGRES=1.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pwd
+import shutil
+import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
@@ -146,8 +156,6 @@ def store_dump(store: Any) -> bytes:
     SQLite: the database file and its WAL. PostgreSQL: every row of every table, as text.
     """
     if hasattr(store, "path"):
-        from pathlib import Path
-
         path = Path(store.path)
         return b"".join(p.read_bytes() for p in (path, Path(f"{path}-wal")) if p.exists())
     import psycopg
@@ -170,3 +178,132 @@ def store_dump(store: Any) -> bytes:
             for t in tables
         ]
     return "\n".join(chunks).encode()
+
+
+# --- a private cluster a test may stop and start ------------------------------------------
+
+PG_PACKAGE = "postgresql-15"  # what .ci/run installs
+
+
+def server_binaries() -> Path | None:
+    """The directory of the installed PostgreSQL server's initdb and pg_ctl, if any."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=_major, reverse=True)
+    on_path = shutil.which("initdb")
+    if on_path:
+        found.append(Path(on_path))
+    for initdb in found:
+        if os.access(initdb, os.X_OK) and (initdb.parent / "pg_ctl").exists():
+            return initdb.parent
+    return None
+
+
+def _major(initdb: Path) -> int:
+    version = initdb.parent.parent.name
+    return int(version) if version.isdigit() else 0
+
+
+class PgCluster:
+    """A PostgreSQL cluster of the test's own, in a temp dir, on a free 127.0.0.1 port:
+    unlike the shared test server, it may be stopped and started again under a running
+    service (``stop()`` is ``pg_ctl stop -m immediate``: a crash, as a failover is seen).
+
+    As root it runs as the ``postgres`` user (the server refuses root), as .ci/run does.
+    Its directory is made with :func:`tempfile.mkdtemp`, not in pytest's tmp_path, whose
+    parents only root may enter. Commits are synchronous (unlike .ci/run's cluster): each
+    is written to the OS before it is acknowledged, so an immediate stop loses none of
+    them; ``fsync=off`` only risks what a machine crash would lose.
+    """
+
+    def __init__(self, bindir: Path) -> None:
+        self.bindir = bindir
+        self.dir = Path(tempfile.mkdtemp(prefix="tacit-pg-outage."))
+        self.data = self.dir / "data"
+        self.log = self.dir / "server.log"
+        self.port = 0
+        self.running = False
+        self._as_pg: list[str] = []
+        if os.geteuid() == 0:
+            try:
+                owner = pwd.getpwnam("postgres")
+            except KeyError:
+                skip_or_fail("running as root, and there is no postgres user to run a cluster")
+            os.chown(self.dir, owner.pw_uid, owner.pw_gid)
+            self._as_pg = ["runuser", "-u", "postgres", "--"]
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def init(self) -> PgCluster:
+        self._run(
+            "initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+            "--no-locale", "--no-sync",
+        )  # fmt: skip
+        return self
+
+    def start(self) -> PgCluster:
+        """Start the cluster: on a free port the first time, on the same port after."""
+        from server import free_port
+
+        fresh = not self.port
+        for _ in range(3 if fresh else 1):
+            if fresh:
+                self.port = free_port()
+            try:
+                self._run(
+                    "pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
+                    "-o", f"-h 127.0.0.1 -p {self.port} -k {self.dir} -c fsync=off",
+                    "start",
+                )  # fmt: skip
+            except RuntimeError:
+                if not fresh or "already in use" not in self.log_text():
+                    raise
+                continue  # someone took the port between probe and bind
+            self.running = True
+            return self
+        raise RuntimeError(f"the cluster did not start; log:\n{self.log_text()}")
+
+    def stop(self, mode: str = "immediate") -> None:
+        if self.running:
+            self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+            self.running = False
+
+    def remove(self) -> None:
+        with contextlib.suppress(RuntimeError):
+            self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def _run(self, tool: str, *args: str) -> None:
+        done = subprocess.run(
+            [*self._as_pg, str(self.bindir / tool), *args],
+            capture_output=True,
+            timeout=120,
+            check=False,
+            cwd=self.dir,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"{tool} exited {done.returncode}: {done.stdout.decode()}{done.stderr.decode()}"
+            )
+
+
+@pytest.fixture(scope="module")
+def pg_cluster() -> Iterator[PgCluster]:
+    """A running private cluster for this test module (skips, or fails in CI, without
+    PostgreSQL's server binaries); tests may stop it, and find it running again after."""
+    bindir = server_binaries()
+    if bindir is None:
+        skip_or_fail(f"no PostgreSQL server binaries (initdb, pg_ctl): install {PG_PACKAGE}")
+    try:
+        import psycopg  # noqa: F401
+        import psycopg_pool  # noqa: F401
+    except ImportError:
+        skip_or_fail("psycopg is not installed: pip install -e '.[postgres]'")
+    cluster = PgCluster(bindir)
+    try:
+        yield cluster.init().start()
+    finally:
+        cluster.remove()

@@ -17,7 +17,7 @@ from service.ingest.pipeline import Ingestor, Report
 from service.ingest.writer import BatchWriter, GroupWriter
 from service.ingest.writer_process import RemoteWriter
 from service.settings import Settings
-from service.store.base import EventRepository, Principal
+from service.store.base import EventRepository, Principal, StoreUnavailable
 from service.telemetry import Telemetry
 
 
@@ -65,6 +65,8 @@ class Ingestion:
                 raise NotStored("the service is not started yet: retry with the same event ids")
             try:
                 flags = await self.writer.write(prepared.batch)
+            except StoreUnavailable:
+                raise  # the database is down: the HTTP layer answers it as an outage
             except Exception as exc:
                 # Whatever failed (the store, the writer process, a shutdown), nothing
                 # of the batch is acknowledged, so resending it is safe and loses nothing.

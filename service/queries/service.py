@@ -14,7 +14,8 @@ The order is what makes the budget hold (see docs/guarantees.md, "Budget"):
 5. the bounded aggregates are computed, then the noise is drawn inside a deadline fixed
    by the plan (service/queries/timing.py) and the values stored for the repeat window;
    a failure from here on leaves the charge in place (a budget is never refunded: the
-   data was read).
+   data was read), and the answer says so: 503 when the database went away (asking
+   again later is charged again), 500 for anything else (a bug).
 """
 
 from __future__ import annotations
@@ -37,7 +38,13 @@ from privacy.query import (
     plan_query,
 )
 from service.accounting import conflict
-from service.errors import ApiError, BudgetExhausted, Forbidden, InvalidQuery
+from service.errors import (
+    ApiError,
+    BudgetExhausted,
+    Forbidden,
+    InvalidQuery,
+    StoreUnavailableError,
+)
 from service.queries import budget
 from service.queries.engine import QueryEngine
 from service.queries.responses import Responses
@@ -48,6 +55,7 @@ from service.store.base import (
     OverBudget,
     ReleaseRecord,
     Store,
+    StoreUnavailable,
     UnitMismatch,
 )
 from service.telemetry import Telemetry
@@ -191,23 +199,36 @@ class QueryService:
             return self._repeat(analyst, earlier)
         self._count(plan, "charged")
         try:
-            aggregates = self.engine.aggregate(plan)
-            values = sum(c.length for c in plan.components)
-            with self.deadline.hold(values):  # the noise draw's duration must not reveal it
-                noisy = self.engine.noise(plan, aggregates)
-            # Post-processing reads only the noisy vectors, so its time reveals nothing
-            # the answer does not: it runs after the deadline.
-            released = self.engine.rows(plan, noisy)
-        except Exception as exc:
+            return self._release(analyst, plan, charge)
+        except Exception as exc:  # after the charge: it stands, and the answer says so
             log.error(
                 "release %s failed after its charge: %s", charge.release_id, type(exc).__name__
             )
             self._count(plan, "failed_after_charge")
+            if isinstance(exc, StoreUnavailable):
+                raise StoreUnavailableError(
+                    "the database became unavailable after the query was charged: the charge "
+                    "stands (a privacy budget is never refunded) and no answer was produced; "
+                    f"asking again after {StoreUnavailableError.RETRY_AFTER_S} s is charged "
+                    "again.",
+                    release_id=charge.release_id,
+                ) from exc
             raise ReleaseFailed(
                 "the query was charged but its answer could not be produced; the charge "
                 "stands (a privacy budget is never refunded). This is probably a bug.",
                 release_id=charge.release_id,
             ) from exc
+
+    def _release(self, analyst: str, plan: QueryPlan, charge: Charge) -> dict[str, Any]:
+        """The answer to a charged query: aggregates, noise, the values kept for repeats."""
+        aggregates = self.engine.aggregate(plan)
+        values = sum(c.length for c in plan.components)
+        with self.deadline.hold(values):  # the noise draw's duration must not reveal it
+            noisy = self.engine.noise(plan, aggregates)
+        # Post-processing reads only the noisy vectors, so its time reveals nothing the
+        # answer does not: it runs after the deadline.
+        released = self.engine.rows(plan, noisy)
+        ledger = self.store.ledger
         try:
             ledger.store_values(charge.release_id, released.rows, released.notes)
         except Exception as exc:  # the answer is still sound: only repeats will be charged

@@ -31,15 +31,16 @@ from service.errors import (
     BadRequest,
     Forbidden,
     PayloadTooLarge,
+    StoreUnavailableError,
     Unauthorized,
     Unavailable,
     UnsupportedMediaType,
     render_error,
 )
 from service.ingest.errors import BadBatch, IngestError, NotStored
-from service.limits import charge_events
+from service.limits import RouteClass, charge_events
 from service.openapi import raises
-from service.store.base import Role
+from service.store.base import Role, StoreUnavailable
 
 PATH = "/v1/events"
 _INGEST = frozenset({Role.INGEST})
@@ -52,17 +53,24 @@ async def ingest(
     state: AppState, headers: Headers, chunks: AsyncIterator[bytes], scope: Scope
 ) -> dict[str, Any]:
     """Serve one POST /v1/events: the batch report, or an :class:`ApiError`."""
-    # 401/403, then 415, then the body: nothing is read for a caller we will refuse.
-    principal = authenticate(headers.get("authorization"), state.store.tokens, _INGEST)
-    content_type = headers.get("content-type", "")
-    if content_type.split(";")[0].strip().lower() != "application/json":
-        raise UnsupportedMediaType("send the batch as Content-Type: application/json")
-    body = await read_body(headers, chunks, state.settings.max_body_bytes, "send smaller batches")
     try:
+        # 401/403, then 415, then the body: nothing is read for a caller we will refuse.
+        principal = authenticate(headers.get("authorization"), state.store.tokens, _INGEST)
+        content_type = headers.get("content-type", "")
+        if content_type.split(";")[0].strip().lower() != "application/json":
+            raise UnsupportedMediaType("send the batch as Content-Type: application/json")
+        body = await read_body(
+            headers, chunks, state.settings.max_body_bytes, "send smaller batches"
+        )
         # The token's events/s is charged once the batch's size is known (service/limits.py).
         report = await state.ingestion.submit(body, principal, lambda n: charge_events(scope, n))
     except IngestError as exc:
         raise refusal(exc) from exc
+    except StoreUnavailable as exc:  # at the token check, a salt, or the write
+        raise StoreUnavailableError(
+            "the database is unavailable and none of the batch was acknowledged: retry it "
+            f"with the same event ids after {StoreUnavailableError.RETRY_AFTER_S} s"
+        ) from exc
     return report.as_dict()
 
 
@@ -82,7 +90,13 @@ def refusal(exc: IngestError) -> ApiError:
         200: {"description": "Per-event outcome; sent only after the accepted events are durable."},
         # ingest() authenticates itself (it serves without FastAPI's dependencies).
         **raises(
-            Unauthorized, Forbidden, UnsupportedMediaType, PayloadTooLarge, BadRequest, Unavailable
+            Unauthorized,
+            Forbidden,
+            UnsupportedMediaType,
+            PayloadTooLarge,
+            BadRequest,
+            Unavailable,
+            StoreUnavailableError,
         ),
     },
 )
@@ -114,6 +128,8 @@ class IngestEndpoint:
         try:
             report = await ingest(self.state, Headers(scope=scope), _chunks(receive), scope)
         except ApiError as exc:
+            if isinstance(exc, StoreUnavailableError):
+                self.state.telemetry.store_unavailable.labels(RouteClass.INGEST.value).inc()
             await render_error(exc)(scope, receive, send)
         except ClientDisconnect:
             return  # nobody is left to answer; nothing of the batch was acknowledged

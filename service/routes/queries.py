@@ -10,7 +10,13 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.deps import AnalystPrincipal, QueryServiceDep
-from service.errors import BudgetExhausted, Forbidden, InvalidQuery, PayloadTooLarge
+from service.errors import (
+    BudgetExhausted,
+    Forbidden,
+    InvalidQuery,
+    PayloadTooLarge,
+    StoreUnavailableError,
+)
 from service.openapi import raises
 from service.queries.service import ReleaseFailed
 
@@ -68,7 +74,8 @@ def list_metrics(principal: AnalystPrincipal, queries: QueryServiceDep) -> dict[
     "/v1/queries",
     summary="Run a DP query; its budget is charged before the answer leaves",
     openapi_extra=_BODY_DOC,
-    responses=raises(*_PREVIEW_ERRORS, BudgetExhausted, ReleaseFailed),
+    # StoreUnavailableError: also after the charge, which then stands (release_id).
+    responses=raises(*_PREVIEW_ERRORS, BudgetExhausted, ReleaseFailed, StoreUnavailableError),
 )
 async def post_query(
     request: Request, principal: AnalystPrincipal, queries: QueryServiceDep

@@ -17,11 +17,13 @@ def open_store(
     policy_sha256: str = "",
     sqlite_synchronous: str = "full",
     pool_size: int | None = None,
+    pool_timeout_s: float | None = None,
 ) -> Store:
     """Open (and migrate) the store a database URL names: sqlite:///path or postgresql://...
 
-    ``pool_size``: PostgreSQL's most connections at once (its default when None); SQLite
-    opens its connections per thread and ignores it.
+    ``pool_size``: PostgreSQL's most connections at once; ``pool_timeout_s``: how long a
+    call waits for one before it fails with StoreUnavailable (their defaults when None).
+    SQLite opens its connections per thread and ignores both.
     """
     if url.startswith("sqlite:///"):
         from service.store.sqlite import SQLiteStore
@@ -31,12 +33,21 @@ def open_store(
         )
     elif url.startswith(("postgresql://", "postgres://")):
         try:
-            from service.store.postgres import DEFAULT_POOL_SIZE, PostgresStore  # type: ignore[import-not-found,unused-ignore]
+            from service.store.postgres import (  # type: ignore[import-not-found,unused-ignore]
+                DEFAULT_POOL_SIZE,
+                DEFAULT_POOL_TIMEOUT_S,
+                PostgresStore,
+            )
         except ImportError as exc:
             raise UnsupportedDatabase(
                 "PostgreSQL support needs the postgres extra: pip install 'tacit[postgres]'"
             ) from exc
-        store = PostgresStore(url, policy_sha256, pool_size or DEFAULT_POOL_SIZE)
+        store = PostgresStore(
+            url,
+            policy_sha256,
+            pool_size or DEFAULT_POOL_SIZE,
+            pool_timeout_s or DEFAULT_POOL_TIMEOUT_S,
+        )
     else:
         raise UnsupportedDatabase(
             f"unsupported database URL {url.split(':', 1)[0]!r}: use sqlite:///PATH or postgresql://..."

@@ -19,6 +19,7 @@ from privacy.keyring import SaltVault, SealedSalt
 from service.store.errors import Conflict as Conflict
 from service.store.errors import NotFound as NotFound
 from service.store.errors import StoreError as StoreError
+from service.store.errors import StoreUnavailable as StoreUnavailable
 from service.store.ledger import Charge as Charge
 from service.store.ledger import EpochShortfall as EpochShortfall
 from service.store.ledger import LedgerRepository as LedgerRepository

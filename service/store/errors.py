@@ -13,3 +13,10 @@ class NotFound(StoreError):
 
 class Conflict(StoreError):
     pass
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached now: it is down, restarting, failing over or out of
+    connections. Nothing is wrong with the request, and the same request may succeed
+    later. Each backend decides which of its driver's errors mean this, in one place;
+    the message says where the database is, never what was being read or written."""

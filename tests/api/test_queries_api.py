@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.cli.tokens import create_token
-from service.store.base import Role
+from service.store.base import Role, StoreUnavailable
 
 DAY1, DAY2 = "2026-11-18", "2026-11-19"  # T0 is 2026-11-20 12:00 UTC
 
@@ -297,6 +297,28 @@ def test_a_failure_while_reading_the_data_comes_after_the_charge_and_stays_charg
     assert r.json()["error"]["code"] == "release_failed"
     assert "charge stands" in r.json()["error"]["message"]
     assert api.ledger()[0] == 2 * 300_000_000  # two days of 0.3
+
+
+def test_a_database_outage_after_the_charge_is_503_saying_the_charge_stands(
+    api: QueryApi,
+) -> None:
+    # Not a bug: the database went away (the PostgreSQL store raises StoreUnavailable;
+    # tests/system/test_postgres_outage.py stops a real one at this very moment).
+    service = api.state.queries
+
+    def unavailable(plan: Any) -> Any:
+        raise StoreUnavailable("PostgreSQL at db:5432/tacit is unavailable: test")
+
+    service.engine.aggregate = unavailable
+    r = api.query(epsilon=0.3)
+    assert r.status_code == 503 and int(r.headers["Retry-After"]) >= 1
+    error = r.json()["error"]
+    assert error["code"] == "store_unavailable"
+    assert "charge stands" in error["message"] and "bug" not in error["message"]
+    assert "db:5432" not in r.text  # where the database is stays in the server
+    assert error["release_id"].startswith("rel_")
+    assert api.ledger()[0] == 2 * 300_000_000  # two days of 0.3
+    assert api.budget()["remaining"][DAY1] == 0.7
 
 
 def test_a_failure_after_the_charge_stays_charged(api: QueryApi) -> None:

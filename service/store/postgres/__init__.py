@@ -6,7 +6,7 @@ Needs the ``postgres`` extra (psycopg 3 and psycopg_pool): ``pip install 'tacit[
 from __future__ import annotations
 
 from service.store.postgres.audit import PostgresAudit
-from service.store.postgres.db import Database, DatabaseUnavailable
+from service.store.postgres.db import DEFAULT_POOL_TIMEOUT_S, Database
 from service.store.postgres.erasure import PostgresErasure
 from service.store.postgres.events import PostgresEvents
 from service.store.postgres.ledger import PostgresLedger
@@ -16,17 +16,21 @@ from service.store.postgres.retention import PostgresRetention
 from service.store.postgres.salts import PostgresSalts
 from service.store.postgres.tokens import PostgresTokens
 
-__all__ = ["DatabaseUnavailable", "PostgresStore"]
+__all__ = ["DEFAULT_POOL_SIZE", "DEFAULT_POOL_TIMEOUT_S", "PostgresStore"]
 
 DEFAULT_POOL_SIZE = 10
 
 
 class PostgresStore:
     def __init__(
-        self, url: str, policy_sha256: str = "", pool_size: int = DEFAULT_POOL_SIZE
+        self,
+        url: str,
+        policy_sha256: str = "",
+        pool_size: int = DEFAULT_POOL_SIZE,
+        pool_timeout_s: float = DEFAULT_POOL_TIMEOUT_S,
     ) -> None:
         self.url = url
-        self.db = Database(url, pool_size)
+        self.db = Database(url, pool_size, pool_timeout_s)
         self.partitions = Partitions(self.db)
         self.audit = PostgresAudit(self.db, policy_sha256)
         self.salts = PostgresSalts(self.db)
