@@ -49,10 +49,6 @@ _SHARES: dict[str, dict[str, float]] = {
 }
 
 
-def _invalid(message: str) -> QueryError:
-    return QueryError(message, "invalid_query")
-
-
 # --- the plan -----------------------------------------------------------------------------
 
 
@@ -134,7 +130,7 @@ def plan_query(request: QueryRequest, policy: Policy, analyst: str, today: date)
     cells = _cells(cell_days, dims)
     bins = metric.value.bins if metric.kind == "median" and metric.value else 1
     if len(cells) * bins > MAX_CELLS:
-        raise _invalid(
+        raise QueryError(
             f"this query has {len(cells) * bins} cells (days x dimension values"
             f"{' x bins' if bins > 1 else ''}), more than {MAX_CELLS}: shorten the range, "
             "group by fewer dimensions or filter"
@@ -177,10 +173,10 @@ def _metric(name: str, policy: Policy, analyst: str) -> Metric:
     base = METRICS.get(name)
     if base is None:
         names = ", ".join(m.name for m in metrics_for(policy))
-        raise _invalid(f"unknown metric {name!r}; available: {names}")
+        raise QueryError(f"unknown metric {name!r}; available: {names}")
     reason = metric_unavailable(base, policy)
     if reason is not None:
-        raise _invalid(reason)
+        raise QueryError(reason)
     if not granted(base, policy, analyst):
         allowed = policy.privacy.analyst_metrics.get(analyst, [])
         raise QueryError(
@@ -195,7 +191,7 @@ def _group_by(group_by: Sequence[str], metric: Metric) -> set[str]:
     allowed = (DAY, *metric.dimensions)
     for dim in group_by:
         if dim not in allowed:
-            raise _invalid(
+            raise QueryError(
                 f"{metric.name} cannot be grouped by {dim!r}; allowed: {', '.join(allowed)}"
             )
     return set(group_by)
@@ -207,7 +203,7 @@ def _filters(
     found: dict[str, tuple[str | int, ...]] = {}
     for dim, values in filters:
         if dim not in metric.dimensions:
-            raise _invalid(
+            raise QueryError(
                 f"{metric.name} cannot be filtered by {dim!r}; allowed: "
                 f"{', '.join(metric.dimensions) or 'none'}"
             )
@@ -215,7 +211,7 @@ def _filters(
         by_text = {str(k): k for k in keys}
         unknown = [v for v in values if v not in by_text]
         if unknown:
-            raise _invalid(
+            raise QueryError(
                 f"filters.{dim}: {', '.join(map(repr, unknown))} not declared; "
                 f"allowed: {', '.join(map(str, keys))}"
             )
@@ -232,14 +228,14 @@ def _days(
     today: date,
 ) -> tuple[date, ...]:
     if request.end < request.start:
-        raise _invalid(f'"end" ({request.end}) is before "start" ({request.start})')
+        raise QueryError(f'"end" ({request.end}) is before "start" ({request.start})')
     if request.end > today:
-        raise _invalid(f'"end" ({request.end}) is in the future: the last day is today ({today})')
+        raise QueryError(f'"end" ({request.end}) is in the future: the last day is today ({today})')
     chosen = filters.get("event_type")
     read = [t for t in metric.event_types if chosen is None or t.value in chosen]
     oldest = oldest_queryable_day(policy, today, metric, read)
     if request.start < oldest:
-        raise _invalid(
+        raise QueryError(
             f'"start" ({request.start}) is beyond the retention of {metric.name}\'s events: '
             f"the oldest day that can be asked for is {oldest}"
         )
@@ -279,32 +275,32 @@ def _cost(
                 target.component, accounting, request.target_ci95 * target.divisor, others, shares
             )
         except ValueError as exc:
-            raise _invalid(f'"target_ci95": {exc}') from None
+            raise QueryError(f'"target_ci95": {exc}') from None
         if cost > cap:
-            raise _invalid(
+            raise QueryError(
                 f'"target_ci95" {request.target_ci95:g} needs {unit} {cost.value:g}, more than '
                 f"the per-query cap of {privacy.max_per_query:g}: ask for a wider interval"
             )
         return cost
     wrong = "rho" if accounting == "pure" else "epsilon"
     if getattr(request, wrong) is not None:
-        raise _invalid(
+        raise QueryError(
             f'this policy accounts in {unit} ({accounting}): give "{unit}", not "{wrong}"'
         )
     amount = getattr(request, unit)
     if amount is None:
-        raise _invalid(
+        raise QueryError(
             f'give the budget to spend as "{unit}" (at most {privacy.max_per_query:g}), '
             'or preview with "target_ci95"'
         )
     if amount > privacy.max_per_query:
-        raise _invalid(
+        raise QueryError(
             f'"{unit}" {amount:g} is above the per-query cap of {privacy.max_per_query:g}'
         )
     try:
         return Cost.of(accounting, amount)
     except ValueError as exc:
-        raise _invalid(f'"{unit}": {exc}') from None
+        raise QueryError(f'"{unit}": {exc}') from None
 
 
 def _epochs(policy: Policy, first: date, last: date) -> tuple[int, ...]:

@@ -33,10 +33,6 @@ class QueryError(ValueError):
         self.code = code
 
 
-def _invalid(message: str) -> QueryError:
-    return QueryError(message, "invalid_query")
-
-
 @dataclass(frozen=True)
 class QueryRequest:
     """What an analyst asks: a metric over inclusive UTC days, grouped and filtered."""
@@ -54,32 +50,38 @@ class QueryRequest:
     def from_json(cls, body: Mapping[str, Any]) -> QueryRequest:
         """Read a JSON body; raise `QueryError` naming the field that is wrong."""
         if not isinstance(body, Mapping):
-            raise _invalid("the query must be a JSON object with " + ", ".join(_FIELDS))
+            raise QueryError("the query must be a JSON object with " + ", ".join(_FIELDS))
         unknown = sorted(str(k) for k in body if k not in _FIELDS)
         if unknown:
-            raise _invalid(f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(_FIELDS)}")
+            raise QueryError(
+                f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(_FIELDS)}"
+            )
         metric = body.get("metric")
         if not isinstance(metric, str) or not metric:
-            raise _invalid('"metric" is required: a metric name (GET /v1/metrics lists them)')
+            raise QueryError('"metric" is required: a metric name (GET /v1/metrics lists them)')
         start, end = _day(body, "start"), _day(body, "end")
         group_by = body.get("group_by", [])
         if not isinstance(group_by, list) or not all(isinstance(g, str) for g in group_by):
-            raise _invalid('"group_by" must be a list of dimension names, e.g. ["day", "surface"]')
+            raise QueryError(
+                '"group_by" must be a list of dimension names, e.g. ["day", "surface"]'
+            )
         if len(set(group_by)) != len(group_by):
-            raise _invalid('"group_by" names a dimension twice')
+            raise QueryError('"group_by" names a dimension twice')
         filters = body.get("filters", {})
         if not isinstance(filters, Mapping):
-            raise _invalid('"filters" must be an object: {dimension: [values]}')
+            raise QueryError('"filters" must be an object: {dimension: [values]}')
         parsed: list[tuple[str, tuple[str, ...]]] = []
         for dim, values in filters.items():
             if not isinstance(values, list) or not values:
-                raise _invalid(f'"filters.{dim}" must be a non-empty list of values')
+                raise QueryError(f'"filters.{dim}" must be a non-empty list of values')
             if not all(isinstance(v, str | int) and not isinstance(v, bool) for v in values):
-                raise _invalid(f'"filters.{dim}" values must be strings (positions may be numbers)')
+                raise QueryError(
+                    f'"filters.{dim}" values must be strings (positions may be numbers)'
+                )
             parsed.append((str(dim), tuple(str(v) for v in values)))
         amounts = {k: _amount(body, k) for k in ("epsilon", "rho", "target_ci95")}
         if sum(v is not None for v in amounts.values()) > 1:
-            raise _invalid('give only one of "epsilon", "rho" and "target_ci95"')
+            raise QueryError('give only one of "epsilon", "rho" and "target_ci95"')
         return cls(
             metric=metric,
             start=start,
@@ -110,11 +112,11 @@ class QueryRequest:
 def _day(body: Mapping[str, Any], key: str) -> date:
     value = body.get(key)
     if not isinstance(value, str) or not _DATE_RE.match(value):
-        raise _invalid(f'"{key}" is required: a day written YYYY-MM-DD (UTC)')
+        raise QueryError(f'"{key}" is required: a day written YYYY-MM-DD (UTC)')
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise _invalid(f'"{key}" is not a calendar day: {value!r}') from None
+        raise QueryError(f'"{key}" is not a calendar day: {value!r}') from None
 
 
 def _amount(body: Mapping[str, Any], key: str) -> float | None:
@@ -122,7 +124,7 @@ def _amount(body: Mapping[str, Any], key: str) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _invalid(f'"{key}" must be a number')
+        raise QueryError(f'"{key}" must be a number')
     if not math.isfinite(value) or value <= 0:
-        raise _invalid(f'"{key}" must be a finite number > 0, got {value!r}')
+        raise QueryError(f'"{key}" must be a finite number > 0, got {value!r}')
     return float(value)

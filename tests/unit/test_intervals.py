@@ -65,14 +65,6 @@ def test_a_wide_gaussian_uses_the_bound_and_stays_conservative() -> None:
         assert p_value(x, y, 0.5, t) >= _continuous_tail(x, y, 0.5, t)
 
 
-def test_an_interval_narrows_with_more_data_and_holds_the_estimate() -> None:
-    noise = Noise("pure", 2.0)
-    wide = ratio_interval(30, 100, noise, noise, 1.0, 0.0, 1.0)
-    narrow = ratio_interval(3000, 10_000, noise, noise, 1.0, 0.0, 1.0)
-    assert wide[0] < 0.3 < wide[1] and narrow[0] < 0.3 < narrow[1]
-    assert narrow[1] - narrow[0] < (wide[1] - wide[0]) / 10
-
-
 def test_an_outlier_draw_says_nothing_rather_than_something_wrong() -> None:
     noise = Noise("pure", 0.5)
     # A ratio outside its range by far: no r in [0, 1] is plausible.
