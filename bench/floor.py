@@ -47,7 +47,7 @@ from serving import host_loop_s
 
 from privacy.keyring import Keyring, MasterKey
 from privacy.policy import load_policy
-from service.app import create_app
+from service.api.app import create_app
 from service.ingest.parse import parse_batch
 from service.ingest.pipeline import Ingestor
 from service.runtime import settle_heap

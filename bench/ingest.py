@@ -49,7 +49,7 @@ from serving import free_port, host_loop_s, wait_healthy  # noqa: E402
 
 from privacy.keyring import Keyring, MasterKey  # noqa: E402
 from privacy.policy import load_policy  # noqa: E402
-from service.auth import digest  # noqa: E402
+from service.api.auth import digest  # noqa: E402
 from service.cli.tokens import create_token  # noqa: E402
 from service.ingest.parse import parse_batch  # noqa: E402
 from service.ingest.pipeline import Ingestor  # noqa: E402

@@ -52,7 +52,7 @@ from privacy.events import EVENT_TYPE_CODES  # noqa: E402
 from privacy.keyring import MasterKey  # noqa: E402
 from privacy.policy import load_policy  # noqa: E402
 from service.cli.tokens import create_token  # noqa: E402
-from service.retention import BATCH_ROWS, Sweeper  # noqa: E402
+from service.ops.retention import BATCH_ROWS, Sweeper  # noqa: E402
 from service.settings import DEFAULT_POLICY  # noqa: E402
 from service.store.base import EVENT_COLUMNS, Role  # noqa: E402
 from service.store.sqlite import SQLiteStore  # noqa: E402

@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     retention_interval_s: float = Field(default=3600.0, gt=0)
     log_level: str = "info"
     access_log: bool = False  # one structured line per request (service/logging.py)
-    # Backpressure (service/limits.py): rates per token and per worker; 0 turns one off.
+    # Backpressure (service/api/limits.py): rates per token and per worker; 0 turns one off.
     rate_limit_requests_per_s: float = Field(default=1000.0, ge=0)
     rate_limit_events_per_s: float = Field(default=50_000.0, ge=0)
     rate_limit_burst_s: float = Field(default=2.0, gt=0)

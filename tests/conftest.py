@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 from pg import pg_cluster, pg_server, postgres_url  # noqa: F401  (PostgreSQL fixtures)
 
 from privacy.keyring import MasterKey
-from service.app import create_app
-from service.cli.tokens import create_token
+from service.api.app import create_app
+from service.ops.tokens import create_token
 from service.settings import DEFAULT_POLICY, Settings
 from service.store.base import Role
 from service.store.sqlite import SQLiteStore

@@ -311,7 +311,7 @@ def create_token_in_process(
     data_dir: Path, role: str, name: str, source: str | None = None, database_url: str | None = None
 ) -> str:
     """A new token made through the library on the server's store (no subprocess)."""
-    from service.cli.tokens import create_token
+    from service.ops.tokens import create_token
 
     store = open_store(database_url or f"sqlite:///{data_dir / 'tacit.db'}")
     try:

@@ -7,8 +7,8 @@ import json
 import sys
 from typing import Any
 
-from service.audit import entries, entry_dict, verify
 from service.cli.common import add_common, policy_from, settings_from, store_from
+from service.ops.audit import entries, entry_dict, verify
 from service.store.base import Store
 
 

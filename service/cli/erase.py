@@ -8,7 +8,7 @@ from typing import Any
 
 from privacy.keyring import Keyring, MasterKeyMismatch
 from service.cli.common import CliError, add_common, now, policy_from, settings_from, store_from
-from service.erasure import Erasure
+from service.ops.erasure import Erasure
 from service.settings import ConfigError
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from privacy.keyring import MasterKey
 from service.cli.common import CliError, add_common, now, policy_from, settings_from, store_from
-from service.keys import KeyRotationError, rotate_master, salt_status
+from service.ops.salts import KeyRotationError, rotate_master, salt_status
 from service.settings import ConfigError
 
 

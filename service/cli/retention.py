@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from service.cli.common import CliError, add_common, now, policy_from, settings_from, store_from
-from service.retention import BATCH_ROWS, RetentionReport, Sweeper
+from service.ops.retention import BATCH_ROWS, RetentionReport, Sweeper
 
 
 def register(sub: Any) -> None:

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from service.accounting import AccountingChanged, check_ledger_unit
 from service.cli.common import CliError, add_common, now, policy_from, settings_from, store_from
 from service.logging import uvicorn_config
+from service.ops.accounting import AccountingChanged, check_ledger_unit
 from service.runtime import settle_heap
 from service.settings import ConfigError, Settings
 from service.store.base import Role, StoreError
@@ -56,7 +56,7 @@ def register(sub: Any) -> None:
 
 def bootstrap_dev_tokens(settings: Settings) -> Path | None:
     """First dev start: one token per role, printed and written to a 0600 file."""
-    from service.cli.tokens import create_token
+    from service.ops.tokens import create_token
 
     path = settings.data_dir / DEV_TOKENS_FILE
     if path.exists():
@@ -99,7 +99,7 @@ def _signalled(signum: int, _frame: object) -> None:
 
 def worker_app() -> FastAPI:
     """The app of one server process (uvicorn's factory), its interpreter tuned to serve."""
-    from service.app import app_from_env
+    from service.api.app import app_from_env
 
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     app = app_from_env()
@@ -115,7 +115,7 @@ def worker_app() -> FastAPI:
 def check_store(settings: Settings) -> None:
     """Open (and migrate) the store once, before any worker starts: a wrong database URL,
     an unreachable database or a ledger kept in another unit than the policy's budgets
-    (service/accounting.py) fails here with one clear message, not in every worker."""
+    (service/ops/accounting.py) fails here with one clear message, not in every worker."""
     loaded = policy_from(settings)
     try:
         store = store_from(settings, loaded)
@@ -151,7 +151,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.demo:  # after the tokens: the demo posts with the dev ingest token
         if not settings.dev:
             raise CliError("--demo seeds a development data dir: use it with --dev")
-        from service import demo
+        from service.dev import demo
 
         seeding = demo.start(settings, policy_from(settings), demo.local_url(host, port))
     # Workers are separate processes: they read their settings from the environment.

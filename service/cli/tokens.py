@@ -3,34 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import re
 from typing import Any
 
-from service.auth import digest, new_token
 from service.cli.common import CliError, add_common, now, settings_from, store_from
-from service.store.base import Conflict, NotFound, Role, Store
-
-_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-
-
-def create_token(
-    store: Store, name: str, role: Role, source: str | None, actor: str = "cli"
-) -> str:
-    """Create a token and return it; only its digest is stored."""
-    if not _NAME.match(name):
-        raise CliError("a token name is 1-64 characters of A-Z a-z 0-9 . _ -")
-    if role is Role.INGEST:
-        source = source or name
-        if not _NAME.match(source):
-            raise CliError("a source is 1-64 characters of A-Z a-z 0-9 . _ -")
-    elif source is not None:
-        raise CliError("--source only applies to ingest tokens")
-    token = new_token()
-    try:
-        store.tokens.create(name, role, digest(token), source, now(), actor)
-    except Conflict as exc:
-        raise CliError(str(exc)) from exc
-    return token
+from service.ops.tokens import TokenRefused, create_token
+from service.store.base import NotFound, Role
 
 
 def register(sub: Any) -> None:
@@ -64,6 +41,8 @@ def _create(args: argparse.Namespace) -> int:
     store = store_from(settings_from(args))
     try:
         token = create_token(store, args.name, Role(args.role), args.source)
+    except TokenRefused as exc:
+        raise CliError(str(exc)) from exc
     finally:
         store.close()
     print(f"created {args.role} token {args.name!r}; it is shown once, store it now:")

@@ -1,5 +1,5 @@
 """Why a whole batch was refused. Nothing of a refused batch was stored or acknowledged;
-the HTTP layer maps each to its status in one place (service/routes/events.py)."""
+the HTTP layer maps each to its status in one place (service/api/routes/events.py)."""
 
 from __future__ import annotations
 

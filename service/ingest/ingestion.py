@@ -1,6 +1,6 @@
 """One batch from its bytes to its report: steps 1-7, the durable write and the counts.
 
-The HTTP layer (service/routes/events.py) authenticates, checks the content type and
+The HTTP layer (service/api/routes/events.py) authenticates, checks the content type and
 reads the body with its size limit; everything after that is here, so that the FastAPI
 route and the raw ASGI endpoint in front of it serve a batch the same way. A batch is
 refused as a whole only by an :class:`IngestError` (a body that is not a batch, or a
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from service.api.telemetry import Telemetry
 from service.ingest.errors import NotStored
 from service.ingest.parse import parse_batch
 from service.ingest.pipeline import Ingestor, Report
@@ -18,7 +19,6 @@ from service.ingest.writer import BatchWriter, GroupWriter
 from service.ingest.writer_process import RemoteWriter
 from service.settings import Settings
 from service.store.base import EventRepository, Principal, StoreUnavailable
-from service.telemetry import Telemetry
 
 
 def writer_for(settings: Settings, events: EventRepository) -> BatchWriter:

@@ -16,7 +16,7 @@ from typing import Any
 from privacy.policy import LoadedPolicy, Policy
 from privacy.policy.guarantee import epsilon_equivalent
 from privacy.query import QueryPlan
-from service.errors import BudgetExhausted
+from service.api.errors import BudgetExhausted
 from service.queries import budget
 from service.store.base import Charge, EpochShortfall, ReleaseRecord
 

@@ -37,14 +37,15 @@ from privacy.query import (
     oldest_queryable_day,
     plan_query,
 )
-from service.accounting import conflict
-from service.errors import (
+from service.api.errors import (
     ApiError,
     BudgetExhausted,
     Forbidden,
     InvalidQuery,
     StoreUnavailableError,
 )
+from service.api.telemetry import Telemetry
+from service.ops.accounting import conflict
 from service.queries import budget
 from service.queries.engine import QueryEngine
 from service.queries.responses import Responses
@@ -58,7 +59,6 @@ from service.store.base import (
     StoreUnavailable,
     UnitMismatch,
 )
-from service.telemetry import Telemetry
 
 log = logging.getLogger("tacit.queries")
 

@@ -6,7 +6,7 @@ service/store/postgres/ledger.py); the store contract suite runs against both.
 Every amount is kept with its unit ("epsilon" or "rho"): nanos of one are not nanos of
 the other, so the ledger never adds a charge to spend of another unit, and the service
 refuses to start under a policy whose unit is not the one the spend was recorded in
-(service/accounting.py).
+(service/ops/accounting.py).
 """
 
 from __future__ import annotations

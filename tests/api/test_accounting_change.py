@@ -15,9 +15,9 @@ from conftest import Clock, make_settings
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from service.accounting import AccountingChanged
-from service.app import create_app
-from service.cli.tokens import create_token
+from service.api.app import create_app
+from service.ops.accounting import AccountingChanged
+from service.ops.tokens import create_token
 from service.settings import Settings
 from service.store import open_store
 from service.store.base import Role

@@ -15,8 +15,8 @@ from conftest import T0, Clock, make_settings
 from factories import event
 from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.cli.tokens import create_token
+from service.api.app import create_app
+from service.ops.tokens import create_token
 from service.store import open_store
 from service.store.base import Charge, OverBudget, Role
 from service.store.sqlite import SQLiteStore

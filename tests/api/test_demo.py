@@ -18,10 +18,10 @@ from factories import event
 from server import Server, ServerError, create_token_in_process, tacit_executable
 
 from privacy.policy import load_policy
-from service import demo
 from service.cli.simulate import dev_token
+from service.dev import demo
+from service.dev.simulate import Simulation, World, run
 from service.settings import DEFAULT_POLICY, Settings
-from service.simulate import Simulation, World, run
 
 
 def events_in(data_dir: Path) -> int:

@@ -13,9 +13,9 @@ from conftest import T0, Api, Clock, make_settings
 from factories import event
 from fastapi.testclient import TestClient
 
-from service.app import create_app
+from service.api.app import create_app
 from service.cli import main
-from service.cli.tokens import create_token
+from service.ops.tokens import create_token
 from service.store.base import Role
 
 ALICE = "alice-4f1c9e"  # the subject to erase

@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from server import Server, create_token_in_process
 
 from privacy.policy import Identifiers
-from service.cli.tokens import create_token
+from service.ops.tokens import create_token
 from service.store.base import Role
 
 LIMIT = 1 << 20  # the default max_body_bytes: 1 MiB

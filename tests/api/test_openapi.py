@@ -19,8 +19,8 @@ from conftest import make_settings
 from fastapi.testclient import TestClient
 
 from privacy.keyring import MasterKey
-from service.app import create_app
-from service.openapi import error_codes
+from service.api.app import create_app
+from service.api.openapi import error_codes
 
 Codes = dict[str, set[str]]
 
@@ -132,7 +132,7 @@ def test_every_refusal_of_the_limits_documents_retry_after(schema: dict[str, Any
 
 
 def test_no_operation_documents_fastapis_422(schema: dict[str, Any]) -> None:
-    # Invalid parameters are answered 400 bad_request (service/app.py).
+    # Invalid parameters are answered 400 bad_request (service/api/app.py).
     assert not any("422" in op["responses"] for op in operations(schema).values())
     assert "HTTPValidationError" not in schema["components"]["schemas"]
 

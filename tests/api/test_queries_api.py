@@ -14,8 +14,8 @@ from conftest import T0, Clock, make_settings
 from factories import event
 from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.cli.tokens import create_token
+from service.api.app import create_app
+from service.ops.tokens import create_token
 from service.store.base import Role, StoreUnavailable
 
 DAY1, DAY2 = "2026-11-18", "2026-11-19"  # T0 is 2026-11-20 12:00 UTC

@@ -22,9 +22,9 @@ from factories import event
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.cli.tokens import create_token
-from service.routes.events import IngestEndpoint
+from service.api.app import create_app
+from service.api.routes.events import IngestEndpoint
+from service.ops.tokens import create_token
 from service.settings import Settings
 from service.store.base import Role, StoreError, StoreUnavailable
 

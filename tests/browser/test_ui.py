@@ -26,8 +26,8 @@ from server import REPO, Server, create_token_in_process
 
 from privacy.keyring import MasterKey
 from privacy.policy import load_policy
+from service.dev.simulate import Simulation, World, run
 from service.settings import DEFAULT_POLICY
-from service.simulate import Simulation, World, run
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

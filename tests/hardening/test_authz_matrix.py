@@ -25,8 +25,8 @@ from fastapi.testclient import TestClient
 from server import Server, create_token_in_process
 
 from privacy.keyring import MasterKey
-from service.app import create_app
-from service.cli.tokens import create_token
+from service.api.app import create_app
+from service.ops.tokens import create_token
 from service.store.base import Role
 
 DAY = (T0 - timedelta(days=1)).date().isoformat()

@@ -19,8 +19,8 @@ from factories import event
 from fastapi.testclient import TestClient
 from server import Server, create_token_in_process
 
-from service.app import create_app
-from service.cli.tokens import create_token
+from service.api.app import create_app
+from service.ops.tokens import create_token
 from service.store.base import Role
 
 

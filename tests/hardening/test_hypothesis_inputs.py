@@ -28,9 +28,9 @@ from pydantic import ValidationError
 from privacy.events import EVENT_ADAPTER
 from privacy.keyring import MasterKey
 from privacy.policy import LoadedPolicy, PolicyError, parse_policy
-from service.app import create_app
-from service.cli.tokens import create_token
+from service.api.app import create_app
 from service.ingest.parse import BadBatch, Parsed, parse_batch
+from service.ops.tokens import create_token
 from service.store.base import Role
 
 REPO = Path(__file__).resolve().parents[2]

@@ -16,8 +16,8 @@ import pytest
 from factories import event
 from server import Server, create_token_in_process
 
+from service.api.limits import LimitConfig, Limiter, RouteClass, TokenBucket, route_class
 from service.ingest.parse import MAX_DEPTH, MAX_STRING_CHARS, BadBatch, parse_batch
-from service.limits import LimitConfig, Limiter, RouteClass, TokenBucket, route_class
 
 MB = 1 << 20
 # Idle, the server holds ~95 MB. Its body buffers are bounded by the running ingest

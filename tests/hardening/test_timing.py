@@ -29,8 +29,8 @@ from fastapi.testclient import TestClient
 
 from privacy.keyring import MasterKey
 from privacy.mechanisms import Component, _make_measurement
-from service.app import create_app
-from service.cli.tokens import create_token
+from service.api.app import create_app
+from service.ops.tokens import create_token
 from service.queries.timing import ReleaseDeadline
 from service.store.base import Role
 

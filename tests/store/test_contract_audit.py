@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from store.contract import POLICY_SHA
 
-from service.audit import verify
+from service.ops.audit import verify
 from service.store.base import Store
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)

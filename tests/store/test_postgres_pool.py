@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from privacy.keyring import MasterKey
-from service.app import build_state
+from service.api.app import build_state
 from service.settings import Settings
 
 

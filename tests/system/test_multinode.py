@@ -21,7 +21,7 @@ import pytest
 from factories import event
 from server import Server, create_token_in_process
 
-from service.audit import verify
+from service.ops.audit import verify
 from service.settings import DEFAULT_POLICY
 from service.store import open_store
 

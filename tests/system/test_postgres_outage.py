@@ -35,8 +35,8 @@ from pg import PgCluster, PgServer
 from server import Server
 from system.test_canary_scan import Canaries
 
-from service.app import create_app
-from service.cli.tokens import create_token
+from service.api.app import create_app
+from service.ops.tokens import create_token
 from service.store.base import Role
 
 POOL_TIMEOUT_S = 0.5

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from service.audit import GENESIS, canonical, chain_hash
 from service.cli import main
-from service.cli.tokens import create_token
+from service.ops.audit import GENESIS, canonical, chain_hash
+from service.ops.tokens import create_token
 from service.store.base import Role
 from service.store.sqlite import SQLiteStore
 from service.store.sqlite.db import to_ms

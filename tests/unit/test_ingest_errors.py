@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from service.errors import BadRequest, Unavailable
+from service.api.errors import BadRequest, Unavailable
+from service.api.routes.events import refusal
 from service.ingest.errors import BadBatch, IngestError, NotStored
-from service.routes.events import refusal
 
 
 def test_every_ingest_error_maps_to_its_documented_status() -> None:

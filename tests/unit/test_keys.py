@@ -12,7 +12,7 @@ from conftest import T0
 from privacy.keyring import Keyring, MasterKey, MasterKeyMismatch
 from privacy.policy import load_policy
 from service.cli import main
-from service.keys import KeyRotationError, rotate_master, salt_status
+from service.ops.salts import KeyRotationError, rotate_master, salt_status
 from service.settings import DEFAULT_POLICY
 from service.store.sqlite import SQLiteStore
 

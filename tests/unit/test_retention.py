@@ -21,13 +21,13 @@ from fastapi.testclient import TestClient
 from privacy.events import EVENT_TYPE_CODES, EventType
 from privacy.keyring import EpochExpired, Keyring, MasterKey
 from privacy.policy import load_policy
-from service.app import create_app
-from service.audit import verify
+from service.api.app import create_app
 from service.cli import main
-from service.cli.tokens import create_token
 from service.ingest.parse import parse_batch
 from service.ingest.pipeline import Ingestor, Report
-from service.retention import RetentionReport, RetentionSchedule, Sweeper
+from service.ops.audit import verify
+from service.ops.retention import RetentionReport, RetentionSchedule, Sweeper
+from service.ops.tokens import create_token
 from service.settings import DEFAULT_POLICY
 from service.store.base import EVENT_COLUMNS, Charge, Role
 from service.store.sqlite import SQLiteStore

@@ -16,8 +16,8 @@ import pytest
 
 from privacy.events import EVENT_LIST_ADAPTER
 from privacy.policy import load_policy
+from service.dev.simulate import Simulation, World
 from service.settings import DEFAULT_POLICY
-from service.simulate import Simulation, World
 
 NOW = datetime(2026, 11, 26, 15, 30, tzinfo=UTC)
 POLICY = load_policy(DEFAULT_POLICY).policy

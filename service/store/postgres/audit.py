@@ -11,7 +11,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from service.audit import GENESIS, canonical, chain_hash
+from service.ops.audit import GENESIS, canonical, chain_hash
 from service.store.base import AuditEntry
 from service.store.postgres.db import LOCK_AUDIT, LOCK_SPACE, Conn, Database, from_ms, to_ms
 from service.store.rows import audit_entry

@@ -7,7 +7,7 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
-from service.audit import GENESIS, canonical, chain_hash
+from service.ops.audit import GENESIS, canonical, chain_hash
 from service.store.base import AuditEntry
 from service.store.rows import audit_entry
 from service.store.sqlite.db import Database, from_ms, to_ms

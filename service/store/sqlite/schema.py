@@ -120,7 +120,7 @@ MIGRATIONS: list[list[str]] = [
     ],
     # Each amount's unit beside it: nanos of epsilon and nanos of rho are not the same
     # thing, and a store restarted under another accounting must not mistake one for the
-    # other (service/accounting.py). An old row takes the unit of the releases that
+    # other (service/ops/accounting.py). An old row takes the unit of the releases that
     # charged it (a release row leaves only with the last of its epochs' budgets). A row
     # charged in both units, or by no release left, cannot be read in either for sure:
     # it becomes rho, of at least its nanos and at least their square / 2e9 (an

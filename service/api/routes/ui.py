@@ -13,7 +13,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, RedirectResponse
 
-from service.errors import NotFoundError
+from service.api.errors import NotFoundError
 
 router = APIRouter(tags=["ui"], include_in_schema=False)
 

@@ -1,6 +1,6 @@
 """The served OpenAPI schema, completed where FastAPI cannot see what the app does.
 
-Every error a route can answer is documented from the :class:`~service.errors.ApiError`
+Every error a route can answer is documented from the :class:`~service.api.errors.ApiError`
 classes that can produce it, never by hand: one response per status, in the error
 envelope ``{"error": {"code", "message", ...}}``, its ``code`` narrowed to the codes that
 status can carry there and its description taken from each class's docstring. They come
@@ -8,12 +8,12 @@ from four places:
 
 - the route's own ``responses=raises(...)``: what its handler raises;
 - its dependencies: one that may refuse a request says so in a ``raises`` attribute
-  (service/deps.py: :class:`RoleCheck` raises 401 and 403, and 503 ``store_unavailable``
+  (service/api/deps.py: :class:`RoleCheck` raises 401 and 403, and 503 ``store_unavailable``
   since it reads the token from the database). An operation that can answer 401 is
   documented as needing a bearer token (``security``);
-- invalid parameters are answered 400 ``bad_request`` (service/app.py), not with
+- invalid parameters are answered 400 ``bad_request`` (service/api/app.py), not with
   FastAPI's 422: every 422 becomes a documented 400;
-- routes behind the limits (service/limits.py) may answer 429 or 503 with Retry-After.
+- routes behind the limits (service/api/limits.py) may answer 429 or 503 with Retry-After.
 
 POST /v1/events reads its body raw (one pydantic call is faster than FastAPI's body
 parameter), so its request body, the event batch, is documented here. Its items are
@@ -35,8 +35,8 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 
 from privacy.events import EVENT_ADAPTER
-from service.errors import ApiError, BadRequest, PayloadTooLarge, TooManyRequests, Unavailable
-from service.limits import RouteClass, route_class
+from service.api.errors import ApiError, BadRequest, PayloadTooLarge, TooManyRequests, Unavailable
+from service.api.limits import RouteClass, route_class
 
 Responses = dict[int | str, dict[str, Any]]
 
@@ -140,7 +140,7 @@ def _complete(
                 errors.append(BadRequest)
             if route_class(path) is not RouteClass.HEALTH:
                 errors.extend(_LIMITS)
-            if method == "post":  # every body is read with a limit (service/body_limit.py)
+            if method == "post":  # every body is read with a limit (service/api/body_limit.py)
                 errors.append(PayloadTooLarge)
             for error in errors:
                 _document(responses, error)

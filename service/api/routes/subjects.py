@@ -8,8 +8,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 
 from privacy.events import Identifier
-from service.deps import AdminPrincipal, StateDep
-from service.erasure import Erasure
+from service.api.deps import AdminPrincipal, StateDep
+from service.ops.erasure import Erasure
 
 router = APIRouter(tags=["operations"])
 

@@ -3,7 +3,7 @@ envelope ``{"error": {"code": ..., "message": ...}}`` for every refusal the serv
 sends (the app's handlers, the rate limiter, the raw events endpoint). Raised anywhere
 below the routes; never HTTPException.
 
-Each class's docstring is what the OpenAPI schema says of its code (service/openapi.py),
+Each class's docstring is what the OpenAPI schema says of its code (service/api/openapi.py),
 so it describes the error to a caller in one sentence."""
 
 from __future__ import annotations

@@ -11,17 +11,17 @@ from fastapi import Depends, Request
 
 from privacy.keyring import Keyring
 from privacy.policy import LoadedPolicy
-from service.auth import authenticate
-from service.errors import Forbidden, StoreUnavailableError, Unauthorized
+from service.api.auth import authenticate
+from service.api.errors import Forbidden, StoreUnavailableError, Unauthorized
+from service.api.telemetry import Telemetry
 from service.ingest.ingestion import Ingestion
 from service.queries.service import QueryService
 from service.settings import Settings
 from service.store.base import Principal, Role, Store
-from service.telemetry import Telemetry
 
-if TYPE_CHECKING:  # built by service/app.py, after this module
-    from service.limits import Limiter
-    from service.retention import RetentionSchedule
+if TYPE_CHECKING:  # built by service/api/app.py, after this module
+    from service.api.limits import Limiter
+    from service.ops.retention import RetentionSchedule
 
 
 def utc_now() -> datetime:
@@ -69,7 +69,7 @@ QueryServiceDep = Annotated[QueryService, Depends(_query_service)]
 class RoleCheck:
     """The dependency of an authenticated route: the caller, if its bearer token holds
     one of ``roles``. ``raises`` is what the OpenAPI schema documents for every route
-    that depends on it (service/openapi.py): the token is looked up in the database, so
+    that depends on it (service/api/openapi.py): the token is looked up in the database, so
     a route that needs a token cannot answer while the database is unavailable."""
 
     raises = (Unauthorized, Forbidden, StoreUnavailableError)

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import PayloadTooLarge, render_error
+from service.api.errors import PayloadTooLarge, render_error
 
 __all__ = ["BodyLimit", "read_body"]
 

@@ -14,10 +14,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from privacy.keyring import Keyring
 from privacy.policy import load_policy
-from service.accounting import check_ledger_unit
-from service.body_limit import BodyLimit
-from service.deps import AppState, get_state, utc_now
-from service.errors import (
+from service.api.body_limit import BodyLimit
+from service.api.deps import AppState, get_state, utc_now
+from service.api.errors import (
     ApiError,
     BadRequest,
     HttpRefusal,
@@ -26,20 +25,21 @@ from service.errors import (
     StoreUnavailableError,
     render_error,
 )
+from service.api.limits import LimitConfig, Limiter, LimitMiddleware, route_class
+from service.api.openapi import install as document_behaviour
+from service.api.routes import audit, events, health, policy, queries, subjects, ui
+from service.api.telemetry import LatencyMiddleware, Telemetry
 from service.ingest.ingestion import Ingestion, writer_for
 from service.ingest.pipeline import Ingestor
-from service.limits import LimitConfig, Limiter, LimitMiddleware, route_class
 from service.logging import RequestLogMiddleware, current_request_id
-from service.openapi import install as document_behaviour
+from service.ops.accounting import check_ledger_unit
+from service.ops.retention import RetentionSchedule, Sweeper
 from service.queries.engine import QueryEngine
 from service.queries.service import QueryService
 from service.queries.timing import ReleaseDeadline
-from service.retention import RetentionSchedule, Sweeper
-from service.routes import audit, events, health, policy, queries, subjects, ui
 from service.settings import Settings
 from service.store import open_store
 from service.store.base import StoreUnavailable
-from service.telemetry import LatencyMiddleware, Telemetry
 
 log = logging.getLogger("tacit")
 

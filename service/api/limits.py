@@ -40,7 +40,7 @@ from enum import StrEnum
 from prometheus_client import CollectorRegistry, Counter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.errors import ApiError, TooManyRequests, Unavailable, render_error
+from service.api.errors import ApiError, TooManyRequests, Unavailable, render_error
 from service.settings import Settings
 
 _METER = "tacit.meter"  # key of the request's event bucket in the ASGI scope's state

@@ -23,10 +23,10 @@ from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.auth import authenticate
-from service.body_limit import read_body
-from service.deps import AppState, get_state
-from service.errors import (
+from service.api.auth import authenticate
+from service.api.body_limit import read_body
+from service.api.deps import AppState, get_state
+from service.api.errors import (
     ApiError,
     BadRequest,
     Forbidden,
@@ -37,9 +37,9 @@ from service.errors import (
     UnsupportedMediaType,
     render_error,
 )
+from service.api.limits import RouteClass, charge_events
+from service.api.openapi import raises
 from service.ingest.errors import BadBatch, IngestError, NotStored
-from service.limits import RouteClass, charge_events
-from service.openapi import raises
 from service.store.base import Role, StoreUnavailable
 
 PATH = "/v1/events"
@@ -62,7 +62,7 @@ async def ingest(
         body = await read_body(
             headers, chunks, state.settings.max_body_bytes, "send smaller batches"
         )
-        # The token's events/s is charged once the batch's size is known (service/limits.py).
+        # The token's events/s is charged once the batch's size is known (service/api/limits.py).
         report = await state.ingestion.submit(body, principal, lambda n: charge_events(scope, n))
     except IngestError as exc:
         raise refusal(exc) from exc

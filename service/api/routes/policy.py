@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from privacy.policy.explain import explain
-from service.deps import PolicyReader, StateDep
+from service.api.deps import PolicyReader, StateDep
 
 router = APIRouter(tags=["compliance"])
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from privacy.policy import LoadedPolicy, Policy
-from service.errors import ApiError
+from service.api.errors import ApiError
 from service.queries.budget import epoch_label
 from service.settings import ConfigError
 from service.store.base import Store, UnitMismatch, UnitSpend

@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from service.audit import entries, entry_dict, verify
-from service.deps import CompliancePrincipal, StateDep
+from service.api.deps import CompliancePrincipal, StateDep
+from service.ops.audit import entries, entry_dict, verify
 
 router = APIRouter(tags=["compliance"])
 

@@ -1,22 +1,10 @@
-"""Bearer tokens: random, shown once, stored as SHA-256 digests."""
+"""Who is calling: the ``Authorization: Bearer`` header resolved to a principal."""
 
 from __future__ import annotations
 
-import hashlib
-import secrets
-
-from service.errors import Forbidden, Unauthorized
+from service.api.errors import Forbidden, Unauthorized
+from service.ops.tokens import PREFIX, digest
 from service.store.base import Principal, Role, TokenRepository
-
-PREFIX = "tct_"
-
-
-def new_token() -> str:
-    return PREFIX + secrets.token_urlsafe(32)
-
-
-def digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
 
 
 def authenticate(header: str | None, tokens: TokenRepository, roles: frozenset[Role]) -> Principal:

@@ -37,7 +37,7 @@ class Seeding:
     def __init__(
         self, loaded: LoadedPolicy, url: str, token: str, marker: Path, plan: dict[str, Any]
     ) -> None:
-        from service.simulate import Sender
+        from service.dev.simulate import Sender
 
         self._loaded, self._url, self._marker, self._plan = loaded, url, marker, plan
         self._sender = Sender(url, token)
@@ -55,7 +55,7 @@ class Seeding:
             self.thread.join(STOP_WAIT_S)
 
     def _seed(self) -> None:
-        from service.simulate import Simulation, World
+        from service.dev.simulate import Simulation, World
 
         if not _wait_healthy(self._url, self._stopped):
             self._sender.stop()  # nothing was sent: its client has nothing to deliver

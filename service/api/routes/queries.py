@@ -9,15 +9,15 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.deps import AnalystPrincipal, QueryServiceDep
-from service.errors import (
+from service.api.deps import AnalystPrincipal, QueryServiceDep
+from service.api.errors import (
     BudgetExhausted,
     Forbidden,
     InvalidQuery,
     PayloadTooLarge,
     StoreUnavailableError,
 )
-from service.openapi import raises
+from service.api.openapi import raises
 from service.queries.service import ReleaseFailed
 
 router = APIRouter(tags=["queries"])
@@ -52,7 +52,7 @@ _PREVIEW_ERRORS = (InvalidQuery, PayloadTooLarge, Forbidden)
 
 
 async def _query_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()  # at most max_request_bytes (service/body_limit.py)
+    raw = await request.body()  # at most max_request_bytes (service/api/body_limit.py)
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
