@@ -123,11 +123,8 @@ class QueryService:
         now = self.clock()
         epochs = budget.epochs_between(self.policy, self.oldest_queryable(now), now)
         ledger = self.store.ledger
-        mine = budget.remaining(
-            budget.analyst_cap_nanos(self.policy, analyst), ledger.spent(analyst, epochs)
-        )
-        everyone = budget.remaining(
-            budget.global_cap_nanos(self.policy), ledger.global_spent(epochs)
+        mine, everyone = budget.budget_of(self.policy, analyst).left(
+            ledger.spent(analyst, epochs), ledger.global_spent(epochs)
         )
         return {
             "analyst": analyst,
@@ -266,8 +263,7 @@ class QueryService:
             unit=unit,
             cost_nanos=cost,
             epochs=tuple(plan.epochs),
-            analyst_cap_nanos=budget.analyst_cap_nanos(self.policy, analyst),
-            global_cap_nanos=budget.global_cap_nanos(self.policy),
+            budget=budget.budget_of(self.policy, analyst),
             policy_sha256=self.loaded.sha256,
             # What was asked and what it cost: never a value or anything it came from.
             audit_detail={
@@ -284,13 +280,9 @@ class QueryService:
         self, analyst: str, epochs: Sequence[int]
     ) -> tuple[dict[int, int], dict[int, int]]:
         ledger = self.store.ledger
-        mine = budget.remaining(
-            budget.analyst_cap_nanos(self.policy, analyst), ledger.spent(analyst, epochs)
+        return budget.budget_of(self.policy, analyst).left(
+            ledger.spent(analyst, epochs), ledger.global_spent(epochs)
         )
-        everyone = budget.remaining(
-            budget.global_cap_nanos(self.policy), ledger.global_spent(epochs)
-        )
-        return mine, everyone
 
     def _repeat(self, analyst: str, earlier: ReleaseRecord) -> dict[str, Any]:
         self._count_metric(earlier.metric, "repeat")
