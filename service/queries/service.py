@@ -30,6 +30,7 @@ from typing import Any
 
 from privacy.policy import LoadedPolicy, Policy, granted, metrics_for
 from privacy.query import (
+    NotGranted,
     QueryError,
     QueryPlan,
     QueryRequest,
@@ -243,9 +244,9 @@ class QueryService:
         try:
             request = QueryRequest.from_json(body)
             return plan_query(request, self.policy, analyst, now.date())
+        except NotGranted as exc:
+            raise Forbidden(str(exc)) from None
         except QueryError as exc:
-            if exc.code == "forbidden":
-                raise Forbidden(str(exc)) from None
             raise InvalidQuery(str(exc)) from None
 
     def _charge(self, analyst: str, plan: QueryPlan, now: datetime, release_id: str) -> Charge:
