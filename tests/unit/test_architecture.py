@@ -1,5 +1,6 @@
 """The layout holds: privacy/ imports no web framework and no database driver, neither
 privacy/ nor service/ has an import cycle, and no module in either grows past 400 lines."""
+
 from __future__ import annotations
 
 import ast
