@@ -31,6 +31,7 @@ from privacy.intervals import Noise, ratio_interval, sum_noise_halfwidth
 from privacy.mechanisms import NoisyVector
 from privacy.metrics import Metric
 from privacy.query import QueryPlan
+from service.queries.compare import annotate, compare_notes
 
 __all__ = ["release_rows"]
 
@@ -138,7 +139,9 @@ def release_rows(
         {**cell, "value": value, "ci95": interval}
         for cell, (value, interval) in zip(plan.cells, values, strict=True)
     ]
-    notes = notes_for(plan)
+    if metric.kind in ("rate", "mean"):
+        annotate(plan, noisy, rows, ratio_range(plan))
+    notes = notes_for(plan) + compare_notes(plan)
     if clipped:
         notes.append(
             f"{clipped} cell(s) had a noisy ratio outside [{low:g}, {high:g}]: their value "
