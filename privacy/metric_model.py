@@ -11,7 +11,7 @@ from typing import Literal
 
 from privacy.events import EventType
 
-__all__ = ["Kind", "Metric", "Scale", "mean_and_median"]
+__all__ = ["Kind", "Metric", "Scale", "mean_and_median", "tail_quantiles"]
 
 Kind = Literal["count", "rate", "mean", "median", "distinct"]
 
@@ -56,6 +56,7 @@ class Metric:
     event_types: tuple[EventType, ...] = ()  # the stored event types it reads
     value: Scale | None = None  # means and medians: the bounded per-event value
     needs: tuple[str, ...] = ()  # identifier fields the policy must keep (pseudonymize)
+    quantile: float = 0.5  # kind "median": which quantile of the histogram is read
 
     @property
     def positional(self) -> bool:
@@ -102,3 +103,23 @@ def mean_and_median(
         denominator=None,
     )
     return mean, median
+
+
+def tail_quantiles(median: Metric, quantiles: tuple[int, ...] = (90, 99)) -> tuple[Metric, ...]:
+    """The p90, p99 (...) of a median's histogram: same bins, same bounds, same cost."""
+    out = []
+    for p in quantiles:
+        out.append(
+            replace(
+                median,
+                name=f"{median.family}_p{p}",
+                title=median.title.replace("(median)", f"(p{p})"),
+                description=median.description.replace("Median", f"{p}th percentile of", 1)
+                + (
+                    " The tail bins are wide: a high percentile's interval is widened to "
+                    "their edges."
+                ),
+                quantile=p / 100,
+            )
+        )
+    return tuple(out)

@@ -19,7 +19,7 @@ from types import MappingProxyType
 
 from privacy.chat_metrics import CHAT_METRICS
 from privacy.events import CONTEXT_DIMENSIONS, EventType
-from privacy.metric_model import Kind, Metric, Scale, mean_and_median
+from privacy.metric_model import Kind, Metric, Scale, mean_and_median, tail_quantiles
 
 __all__ = [
     "DIMENSIONS",
@@ -225,5 +225,13 @@ _ALL: tuple[Metric, ...] = (
     *CHAT_METRICS,
 )
 
-METRICS: Mapping[str, Metric] = MappingProxyType({m.name: m for m in _ALL})
+# High percentiles where the tail is the question: long dwells, long copies, late stops.
+_TAILS = tuple(
+    q
+    for m in _ALL
+    if m.name in ("copy_span_length_median", "dwell_time_median", "stop_time_median")
+    for q in tail_quantiles(m)
+)
+
+METRICS: Mapping[str, Metric] = MappingProxyType({m.name: m for m in (*_ALL, *_TAILS)})
 """Every metric of the catalogue by name, before any policy restriction."""
