@@ -35,6 +35,10 @@ class EventType(StrEnum):
     DWELL = "dwell"
     ABANDONMENT = "abandonment"
     TASK_COMPLETION = "task_completion"
+    # The chat signals (appended: the numbering below is part of the storage format).
+    REGENERATE = "regenerate"
+    STOP_GENERATION = "stop_generation"
+    FEEDBACK = "feedback"
 
 
 IDENTIFIER_FIELDS: tuple[str, ...] = ("user_id", "session_id", "query_id", "response_id")
@@ -44,6 +48,7 @@ OTHER = "other"  # the value a context label takes when the policy does not decl
 MAX_POSITION = 50
 MAX_SPAN_CHARS = 10_000_000
 MAX_DURATION_MS = 86_400_000  # one day
+MAX_ATTEMPT = 20  # regenerations of one answer beyond this are not told apart
 
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
 
@@ -152,6 +157,25 @@ class TaskCompletion(_Strict):
     outcome: Literal["success", "failure"]
 
 
+class Regenerate(_Strict):
+    """The user asked for another answer; ``attempt`` counts the answers asked so far."""
+
+    attempt: Annotated[int, Field(ge=1, le=MAX_ATTEMPT)]
+
+
+class StopGeneration(_Strict):
+    """The user stopped a streaming answer ``after_ms`` after it started."""
+
+    after_ms: DurationMs
+
+
+class Feedback(_Strict):
+    """An explicit rating: thumbs up or down, optionally 1..5 stars. No free text."""
+
+    thumbs: Literal["up", "down"]
+    rating: Annotated[int, Field(ge=1, le=5)] | None = None
+
+
 class Context(_Strict):
     """Low-cardinality labels; values the policy does not declare become ``other``."""
 
@@ -212,6 +236,21 @@ class TaskCompletionEvent(_EventBase):
     payload: TaskCompletion
 
 
+class RegenerateEvent(_EventBase):
+    event_type: Literal[EventType.REGENERATE]
+    payload: Regenerate
+
+
+class StopGenerationEvent(_EventBase):
+    event_type: Literal[EventType.STOP_GENERATION]
+    payload: StopGeneration
+
+
+class FeedbackEvent(_EventBase):
+    event_type: Literal[EventType.FEEDBACK]
+    payload: Feedback
+
+
 Event = Annotated[
     ResponseShownEvent
     | ClickThroughEvent
@@ -220,7 +259,10 @@ Event = Annotated[
     | EditEvent
     | DwellEvent
     | AbandonmentEvent
-    | TaskCompletionEvent,
+    | TaskCompletionEvent
+    | RegenerateEvent
+    | StopGenerationEvent
+    | FeedbackEvent,
     Field(discriminator="event_type"),
 ]
 
@@ -241,6 +283,9 @@ PAYLOAD_COLUMNS: tuple[str, ...] = (
     "scroll_depth",
     "after_ms",
     "outcome",
+    "attempt",
+    "thumbs",
+    "rating",
 )
 
 
@@ -257,6 +302,9 @@ _EVENT_CLASSES: tuple[type[_EventBase], ...] = (
     DwellEvent,
     AbandonmentEvent,
     TaskCompletionEvent,
+    RegenerateEvent,
+    StopGenerationEvent,
+    FeedbackEvent,
 )
 
 

@@ -15,71 +15,23 @@ the catalogue and the policy instead of from the data.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Literal
 
+from privacy.chat_metrics import CHAT_METRICS
 from privacy.events import CONTEXT_DIMENSIONS, EventType
+from privacy.metric_model import Kind, Metric, Scale, mean_and_median, tail_quantiles
 
 __all__ = [
     "DIMENSIONS",
     "METRICS",
+    "Kind",
     "Metric",
     "Scale",
 ]
 
-Kind = Literal["count", "rate", "mean", "median", "distinct"]
-
 # Every dimension a metric may be grouped by besides "day", in the order cells are laid
 # out (the canonical order, whatever order a request names them in).
 DIMENSIONS: tuple[str, ...] = ("event_type", "position", *CONTEXT_DIMENSIONS)
-
-
-@dataclass(frozen=True)
-class Scale:
-    """How a per-event value becomes a bounded integer before it is summed.
-
-    The stored value is multiplied by `factor`, rounded, and clamped to `[low, high]`
-    (integers, in `1 / factor` of the metric's unit). Medians read `edges`: the public bin
-    boundaries (in the same integer units) of the histogram the median is read from; bin
-    `j` holds values in `[edges[j], edges[j + 1])`, the last bin also holds `high`.
-    """
-
-    column: str
-    factor: int
-    low: int
-    high: int
-    edges: tuple[int, ...] = ()
-
-    @property
-    def bins(self) -> int:
-        """Number of histogram bins (0 for a mean)."""
-        return max(len(self.edges) - 1, 0)
-
-
-@dataclass(frozen=True)
-class Metric:
-    """One named signal statistic of the catalogue."""
-
-    name: str
-    title: str
-    description: str  # plain words: what it is and how to read it
-    kind: Kind
-    numerator: str
-    denominator: str | None
-    dimensions: tuple[str, ...]  # allowed group-bys besides "day"
-    unit: str
-    # The family groups the mean and median of one signal (e.g. dwell_time and
-    # dwell_time_median); policy lists (cohort_level_only, analyst_metrics) may name either.
-    family: str = ""
-    event_types: tuple[EventType, ...] = ()  # the stored event types it reads
-    value: Scale | None = None  # means and medians: the bounded per-event value
-    needs: tuple[str, ...] = ()  # identifier fields the policy must keep (pseudonymize)
-
-    @property
-    def positional(self) -> bool:
-        """Whether the metric reads only positions 1..P (P declared by the policy)."""
-        return "position" in self.dimensions
 
 
 _CONTEXT = CONTEXT_DIMENSIONS
@@ -106,47 +58,6 @@ _SPAN = Scale("span_length", 1, 0, 5_000, _SPAN_EDGES)
 _EDIT = Scale("edit_ratio", 10_000, 0, 10_000, _BPS_EDGES)
 _DWELL = Scale("dwell_ms", 1, 0, 300_000, _DWELL_EDGES)
 _SCROLL = Scale("scroll_depth", 10_000, 0, 10_000, _BPS_EDGES)
-
-
-def _pair(
-    name: str,
-    title: str,
-    what: str,
-    event_type: EventType,
-    scale: Scale,
-    unit: str,
-    dims: tuple[str, ...],
-    reading: str,
-) -> tuple[Metric, Metric]:
-    """The mean and the median of one bounded per-event value."""
-    low, high = scale.low / scale.factor, scale.high / scale.factor
-    bounds = f"each value clamped to [{low:g}, {high:g}] {unit}"
-    mean = Metric(
-        name=name,
-        title=f"{title} (mean)",
-        description=f"Mean {what} ({bounds}). {reading}",
-        kind="mean",
-        numerator=f"sum of {what} over {event_type.value} events ({bounds})",
-        denominator=f"number of {event_type.value} events",
-        dimensions=dims,
-        unit=unit,
-        family=name,
-        event_types=(event_type,),
-        value=scale,
-    )
-    median = replace(
-        mean,
-        name=f"{name}_median",
-        title=f"{title} (median)",
-        description=(
-            f"Median {what} ({bounds}), read from a noisy histogram over "
-            f"{scale.bins} public bins. {reading}"
-        ),
-        kind="median",
-        numerator=f"histogram of {what} over {event_type.value} events ({scale.bins} bins)",
-        denominator=None,
-    )
-    return mean, median
 
 
 _ALL: tuple[Metric, ...] = (
@@ -254,7 +165,7 @@ _ALL: tuple[Metric, ...] = (
         unit="ratio",
         event_types=(EventType.COPY_PASTE, _RS),
     ),
-    *_pair(
+    *mean_and_median(
         "copy_span_length",
         "Copied span length",
         "copied span length in characters",
@@ -264,7 +175,7 @@ _ALL: tuple[Metric, ...] = (
         _CONTEXT,
         "Longer copies mean more of a response was reused.",
     ),
-    *_pair(
+    *mean_and_median(
         "edit_ratio",
         "Edit ratio",
         "edit ratio (normalised edit distance of the user's edit, 0 = kept as is)",
@@ -275,7 +186,7 @@ _ALL: tuple[Metric, ...] = (
         "Lower means responses were accepted with fewer changes; compare within a task_type, "
         "as the normal amount of editing differs between task types.",
     ),
-    *_pair(
+    *mean_and_median(
         "dwell_time",
         "Dwell time",
         "dwell time in milliseconds",
@@ -285,7 +196,7 @@ _ALL: tuple[Metric, ...] = (
         _CONTEXT,
         "A weak signal (long dwell can mean interest or confusion): read it at cohort level.",
     ),
-    *_pair(
+    *mean_and_median(
         "scroll_depth",
         "Scroll depth",
         "scroll depth (fraction of the response scrolled, 0 to 1)",
@@ -311,7 +222,16 @@ _ALL: tuple[Metric, ...] = (
         event_types=(EventType.ABANDONMENT, _RS),
         needs=("session_id",),
     ),
+    *CHAT_METRICS,
 )
 
-METRICS: Mapping[str, Metric] = MappingProxyType({m.name: m for m in _ALL})
+# High percentiles where the tail is the question: long dwells, long copies, late stops.
+_TAILS = tuple(
+    q
+    for m in _ALL
+    if m.name in ("copy_span_length_median", "dwell_time_median", "stop_time_median")
+    for q in tail_quantiles(m)
+)
+
+METRICS: Mapping[str, Metric] = MappingProxyType({m.name: m for m in (*_ALL, *_TAILS)})
 """Every metric of the catalogue by name, before any policy restriction."""

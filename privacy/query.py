@@ -128,6 +128,7 @@ def plan_query(request: QueryRequest, policy: Policy, analyst: str, today: date)
         (d, filters.get(d, dimension_keys(policy, metric, d))) for d in DIMENSIONS if d in grouped
     )
     cell_days = days if DAY in grouped else ()
+    _check_compare(request, metric, dims, cell_days)
     cells = _cells(cell_days, dims)
     bins = metric.value.bins if metric.kind == "median" and metric.value else 1
     if len(cells) * bins > MAX_CELLS:
@@ -241,6 +242,31 @@ def _days(
         )
     n = (request.end - request.start).days + 1
     return tuple(request.start + timedelta(days=i) for i in range(n))
+
+
+def _check_compare(
+    request: QueryRequest,
+    metric: Metric,
+    dims: tuple[tuple[str, tuple[str | int, ...]], ...],
+    days: tuple[date, ...],
+) -> None:
+    """A comparison needs a rate or a mean, grouped by its dimension, and a known baseline."""
+    if request.compare is None:
+        return
+    dim, baseline = request.compare
+    if metric.kind not in ("rate", "mean"):
+        raise QueryError(f'"compare" works on rates and means; {metric.name} is a {metric.kind}')
+    keys: tuple[str | int, ...] = tuple(d.isoformat() for d in days) if dim == DAY else ()
+    keys = keys or dict(dims).get(dim, ())
+    if not keys:
+        raise QueryError(f'"compare.dimension" {dim!r} is not grouped by: add it to "group_by"')
+    if baseline not in {str(k) for k in keys}:
+        raise QueryError(
+            f'"compare.baseline" {baseline!r} is not a key of {dim}; '
+            f"keys: {', '.join(map(str, keys))}"
+        )
+    if len(keys) < 2:
+        raise QueryError(f'"compare": {dim} has only one key here, nothing to compare with')
 
 
 def _cells(

@@ -18,7 +18,17 @@ from typing import Any
 __all__ = ["NotGranted", "QueryError", "QueryRequest"]
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_FIELDS = ("metric", "start", "end", "group_by", "filters", "epsilon", "rho", "target_ci95")
+_FIELDS = (
+    "metric",
+    "start",
+    "end",
+    "group_by",
+    "filters",
+    "compare",
+    "epsilon",
+    "rho",
+    "target_ci95",
+)
 
 
 class QueryError(ValueError):
@@ -41,6 +51,8 @@ class QueryRequest:
     epsilon: float | None = None
     rho: float | None = None
     target_ci95: float | None = None
+    # (dimension, baseline key): compare every other key of a grouped dimension with it.
+    compare: tuple[str, str] | None = None
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> QueryRequest:
@@ -79,6 +91,7 @@ class QueryRequest:
         if sum(v is not None for v in amounts.values()) > 1:
             raise QueryError('give only one of "epsilon", "rho" and "target_ci95"')
         return cls(
+            compare=_compare(body),
             metric=metric,
             start=start,
             end=end,
@@ -102,7 +115,26 @@ class QueryRequest:
             value = getattr(self, key)
             if value is not None:
                 body[key] = value
+        if self.compare is not None:
+            body["compare"] = {"dimension": self.compare[0], "baseline": self.compare[1]}
         return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+
+def _compare(body: Mapping[str, Any]) -> tuple[str, str] | None:
+    value = body.get("compare")
+    if value is None:
+        return None
+    shape = '"compare" must be {"dimension": "cohort", "baseline": "control"}'
+    if not isinstance(value, Mapping) or set(value) != {"dimension", "baseline"}:
+        raise QueryError(shape)
+    dim, baseline = value["dimension"], value["baseline"]
+    if (
+        not isinstance(dim, str)
+        or not isinstance(baseline, str | int)
+        or isinstance(baseline, bool)
+    ):
+        raise QueryError(shape + " (a dimension name and one of its keys)")
+    return dim, str(baseline)
 
 
 def _day(body: Mapping[str, Any], key: str) -> date:

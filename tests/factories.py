@@ -20,6 +20,9 @@ PAYLOADS: dict[str, dict[str, Any]] = {
     "dwell": {"dwell_ms": 12_000, "scroll_depth": 0.7},
     "abandonment": {"after_ms": 30_000},
     "task_completion": {"outcome": "success"},
+    "regenerate": {"attempt": 2},
+    "stop_generation": {"after_ms": 4_000},
+    "feedback": {"thumbs": "up", "rating": 4},
 }
 
 _ids = itertools.count()

@@ -51,6 +51,13 @@ EVENT_WORDS: dict[EventType, str] = {
     EventType.DWELL: "how long a response stayed on screen and how far it was scrolled",
     EventType.ABANDONMENT: "a session ended without completion (after how many milliseconds)",
     EventType.TASK_COMPLETION: "the downstream task succeeded or failed",
+    EventType.REGENERATE: "a person asked for another answer (which attempt, 1 to 20)",
+    EventType.STOP_GENERATION: (
+        "a person stopped an answer while it was being written (after how many milliseconds)"
+    ),
+    EventType.FEEDBACK: (
+        "a person rated an answer: thumbs up or down, optionally 1 to 5 stars; no comment text"
+    ),
 }
 
 IDENTIFIER_USE: dict[str, tuple[str, str]] = {

@@ -11,6 +11,9 @@ from typing import Any
 from service.cli.common import CliError
 from service.client import AnalystClient, Unreachable
 
+# What a compared row carries besides its keys (service/queries/compare.py).
+COMPARED = ("difference", "difference_ci95", "lift", "lift_ci95")
+
 
 def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(
@@ -33,6 +36,13 @@ def register(sub: Any) -> None:
         default=[],
         metavar="DIM=V1,V2",
         help="keep only these declared values of a dimension (repeatable)",
+    )
+    parser.add_argument(
+        "--compare",
+        metavar="DIM=BASELINE",
+        default=None,
+        help="compare each other value of a grouped dimension with BASELINE "
+        "(difference and lift with 95 %% intervals, no extra budget), e.g. cohort=control",
     )
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--epsilon", type=float, help="budget to spend (pure accounting)")
@@ -63,6 +73,11 @@ def request_body(args: argparse.Namespace) -> dict[str, Any]:
         )
     if filters:
         body["filters"] = filters
+    if args.compare is not None:
+        dim, sep, baseline = args.compare.partition("=")
+        if not sep or not dim.strip() or not baseline.strip():
+            raise CliError(f"--compare {args.compare!r}: write DIM=BASELINE, e.g. cohort=control")
+        body["compare"] = {"dimension": dim.strip(), "baseline": baseline.strip()}
     for key in ("epsilon", "rho", "target_ci95"):
         if getattr(args, key) is not None:
             body[key] = getattr(args, key)
@@ -106,10 +121,45 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return lines
 
 
+def _pct(v: Any) -> str:
+    return "-" if v is None else f"{v * 100:+.1f} %"
+
+
+def _comparison_lines(body: dict[str, Any]) -> list[str]:
+    """The comparison table: difference and lift, and whether the interval excludes zero."""
+    compare, compared = body.get("compare"), body.get("comparison")
+    if not compare or compared is None:
+        return []
+    dim, baseline = compare["dimension"], compare["baseline"]
+    keys = [k for k in (compared[0] if compared else {}) if k not in COMPARED]
+    table = []
+    for c in compared:
+        lo, hi = c["difference_ci95"]
+        lift_lo, lift_hi = c["lift_ci95"]
+        if c["difference"] is None:
+            verdict = "unknown (too little data)"
+        elif lo > 0 or hi < 0:
+            verdict = "yes: " + ("higher" if lo > 0 else "lower") + f" than {baseline}"
+        else:
+            verdict = "no: could be no difference"
+        table.append(
+            [str(c[k]) for k in keys]
+            + [
+                _number(c["difference"]),
+                f"[{_number(lo)}, {_number(hi)}]",
+                _pct(c["lift"]),
+                f"[{_pct(lift_lo)}, {_pct(lift_hi)}]",
+                verdict,
+            ]
+        )
+    header = [*keys, "difference", "95 % interval", "lift", "95 % interval", "excludes 0?"]
+    return [f"compared with {dim} = {baseline} (no extra budget):", *_table(header, table)]
+
+
 def render(body: dict[str, Any]) -> str:
     """A response as a human reads it: a table of cells, the cost, what is left."""
     rows: list[dict[str, Any]] = body.get("rows") or []
-    value_keys = {"value", "ci95", "ci95_halfwidth"}
+    value_keys = {"value", "ci95", "ci95_halfwidth", *COMPARED}
     dims = [k for k in (rows[0] if rows else {}) if k not in value_keys]
     preview = bool(body.get("preview"))
     if preview:
@@ -153,6 +203,7 @@ def render(body: dict[str, Any]) -> str:
             ["epoch", "yours", "all analysts"],
             [[day, _number(v), _number(globally.get(day))] for day, v in remaining.items()],
         )
+    out += _comparison_lines(body)
     out += [f"note: {n}" for n in body.get("notes", [])]
     if body.get("guarantee"):
         out.append(str(body["guarantee"]))

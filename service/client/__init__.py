@@ -4,6 +4,8 @@
   retried safely (service/client/events.py, what became of them in delivery.py).
 - `AnalystClient` (analysts): DP queries, previews, the budget and the metric catalogue;
   ``tacit query`` is built on it (service/client/analyst.py).
+- `regenerate`, `stop_generation`, `feedback` build the chat signals' events for one
+  shown answer (a `Turn`), checked before they are sent (service/client/chat.py).
 
     from service.client import Client
 
@@ -12,6 +14,7 @@
 """
 
 from service.client.analyst import AnalystClient, Answer, ApiError, Unreachable
+from service.client.chat import Turn, feedback, regenerate, stop_generation
 from service.client.delivery import BatchResult, ClientStats, EventResult, new_event_id
 from service.client.events import Client, ClientClosed
 
@@ -24,6 +27,10 @@ __all__ = [
     "ClientClosed",
     "ClientStats",
     "EventResult",
+    "Turn",
     "Unreachable",
+    "feedback",
     "new_event_id",
+    "regenerate",
+    "stop_generation",
 ]

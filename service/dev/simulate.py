@@ -3,7 +3,9 @@
 A user opens sessions on one of the policy's surfaces, asks queries, is shown one or
 several candidate responses, clicks with a position bias, reformulates (more often after a
 bad answer; some follow-ups are clarifications below the policy's similarity threshold),
-copies spans of varied length, edits by task type, dwells and scrolls, and ends each
+copies spans of varied length, edits by task type, dwells and scrolls, stops streaming
+answers that go wrong, asks for another answer (regenerate), now and then rates one
+(thumbs, sometimes stars: mostly the pleased and the annoyed do), and ends each
 session with a task completion (success or failure) or an abandonment. Users belong to the
 policy's cohorts; the treatment cohort completes more tasks, so an A/B question has a real
 answer to find. Answer quality depends on the model and the task type.
@@ -59,6 +61,12 @@ _EDIT_BETA = {
 _MODEL_QUALITY = (0.62, 0.68, 0.58, 0.65)  # by the model's place in the policy's list
 _TREATMENT_LIFT = 0.12  # added to the chance that a session's task succeeds
 _PROPENSITY = (1.0, 0.7, 0.5, 0.4, 0.33)  # chance a user even looks at positions 1..5
+_STREAMING = ("chat", "ide")  # surfaces whose answers stream (and can be stopped)
+_STOP_RATE = (0.03, 0.25)  # chance of stopping a good, a bad streaming answer
+_REGENERATE_RATE = (0.02, 0.3)  # chance of asking for another answer to a good, a bad one
+# Few people rate, and not typical ones: a bad answer draws feedback more than a good one.
+_FEEDBACK_RATE = (0.04, 0.09)
+_STARS_SHARE = 0.4  # of those who rate, how many give stars too
 
 
 @dataclass(frozen=True)
@@ -279,8 +287,28 @@ class _Session:
                 return False
         self.response_id = responses[chosen]
         good = rng.random() < min(max(relevance[chosen], 0.02), 0.98)
+        if self.context["surface"] in _STREAMING and rng.random() < _STOP_RATE[not good]:
+            self._wait(1.5)
+            after = int(rng.lognormvariate(math.log(3_000 if good else 1_500), 0.8))
+            self._emit(EventType.STOP_GENERATION, {"after_ms": min(after, 86_400_000)})
         self._read(good)
+        self._react(good)
         return good
+
+    def _react(self, good: bool) -> None:
+        """Explicit reactions to the answer read: another answer asked for, a rating."""
+        rng = self.rng
+        attempt = 1
+        while attempt <= 20 and rng.random() < _REGENERATE_RATE[not good] / attempt:
+            self._wait(2.0)
+            self._emit(EventType.REGENERATE, {"attempt": attempt})
+            attempt += 1
+        if rng.random() < _FEEDBACK_RATE[not good]:
+            self._wait(3.0)
+            payload: dict[str, Any] = {"thumbs": "up" if good else "down"}
+            if rng.random() < _STARS_SHARE:
+                payload["rating"] = rng.choice((4, 5, 5)) if good else rng.choice((1, 1, 2, 3))
+            self._emit(EventType.FEEDBACK, payload)
 
     def _read(self, good: bool) -> None:
         rng, task = self.rng, self.context["task_type"]

@@ -25,9 +25,12 @@ _KNOWN_KEYS = {
     *IDENTIFIER_FIELDS,
     "position", "candidates", "similarity", "span_start", "span_end", "span_length",
     "destination", "edit_ratio", "dwell_ms", "scroll_depth", "after_ms", "outcome",
+    "attempt", "thumbs", "rating",
     *CONTEXT_DIMENSIONS,
 }  # fmt: skip
-_SAFE_STRINGS = {t.value for t in EventType} | {"internal", "external", "success", "failure"}
+_SAFE_STRINGS = {t.value for t in EventType} | {
+    *("internal", "external", "success", "failure", "up", "down")
+}
 _PSEUDONYMIZED = (*IDENTIFIER_FIELDS, "event_id")
 
 

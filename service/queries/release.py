@@ -13,8 +13,10 @@ released number carries an interval meant to hold the noiseless bounded aggregat
   clipped to [0, 1], means to the metric's value bounds; the position-debiased click
   rate's range is [0, the largest inverse propensity], since its bounded ratio may
   exceed 1, and a note says when any released cell does.
-- Medians: read from the noisy CDF of a public histogram. With D_j = (mass up to bin j) -
-  (mass after it), the true median lies in the first bin with D_j >= 0. Each D_j carries
+- Medians (and the p90, p99 of the same histograms): read from the noisy CDF of a public
+  histogram (for a quantile q, D_j weighs the two sides 1 - q and q; see _median_row).
+  With D_j = (mass up to bin j) - (mass after it), the true median lies in the first
+  bin with D_j >= 0. Each D_j carries
   the sum of all B bins' noise (signs flipped), bounded with probability 95 % by `t`
   (a Chernoff bound for discrete Laplace, a sub-Gaussian bound for discrete Gaussian).
   The interval runs from the first bin whose noisy D_j + t >= 0 to the bin after the
@@ -31,6 +33,7 @@ from privacy.intervals import Noise, ratio_interval, sum_noise_halfwidth
 from privacy.mechanisms import NoisyVector
 from privacy.metrics import Metric
 from privacy.query import QueryPlan
+from service.queries.compare import annotate, compare_notes
 
 __all__ = ["release_rows"]
 
@@ -70,26 +73,32 @@ def _ratio_row(
 
 
 def _median_row(metric: Metric, bins: Sequence[int], t: float) -> tuple[float | None, list[float]]:
+    """A quantile q (0.5: the median) read from a noisy histogram, with its 95 % interval."""
     scale = metric.value
     assert scale is not None
+    q = metric.quantile
     edges = [e / scale.factor for e in scale.edges]
     full = [edges[0], edges[-1]]
     clipped = [max(b, 0) for b in bins]
     total = sum(clipped)
     value: float | None = None
     if total > 0:
-        half, seen = total / 2, 0.0
+        wanted, seen = total * q, 0.0
         for j, mass in enumerate(clipped):
-            if mass > 0 and seen + mass >= half:
-                value = edges[j] + (half - seen) / mass * (edges[j + 1] - edges[j])
+            if mass > 0 and seen + mass >= wanted:
+                value = edges[j] + (wanted - seen) / mass * (edges[j + 1] - edges[j])
                 break
             seen += mass
-    # D_j = (noisy mass up to j) - (noisy mass after j), on the unclipped counts.
+    # D_j = ((1 - q)·(noisy mass up to j) - q·(noisy mass after j)) / max(q, 1 - q), on
+    # the unclipped counts: each bin's noise enters with a coefficient of at most 1 in
+    # size, so the bound t on the sum of all B noises holds for it (for the median it is
+    # (mass up to j) - (mass after j)). The quantile lies in the first bin with D_j >= 0.
     whole = sum(bins)
+    norm = max(q, 1 - q)
     below, d = 0, []
     for b in bins:
         below += b
-        d.append(2 * below - whole)
+        d.append(((1 - q) * below - q * (whole - below)) / norm)
     if value is None:  # nothing left after noise: the median could be anywhere
         return None, full
     first = next((j for j, dj in enumerate(d) if dj + t >= 0), len(bins) - 1)
@@ -138,7 +147,9 @@ def release_rows(
         {**cell, "value": value, "ci95": interval}
         for cell, (value, interval) in zip(plan.cells, values, strict=True)
     ]
-    notes = notes_for(plan)
+    if metric.kind in ("rate", "mean"):
+        annotate(plan, noisy, rows, ratio_range(plan))
+    notes = notes_for(plan) + compare_notes(plan)
     if clipped:
         notes.append(
             f"{clipped} cell(s) had a noisy ratio outside [{low:g}, {high:g}]: their value "
@@ -205,8 +216,8 @@ def notes_for(plan: QueryPlan) -> list[str]:
         )
     if metric.kind == "median":
         notes.append(
-            "Medians are read from a noisy histogram over public bins; the interval is "
-            "widened to bin edges."
+            "Medians and percentiles are read from a noisy histogram over public bins; the "
+            "interval is widened to bin edges."
         )
     sampled = sorted({f"{t} at {r:g}" for p in plan.parts for t, r in p.sampled})
     if sampled:

@@ -18,6 +18,7 @@ from privacy.policy.guarantee import epsilon_equivalent
 from privacy.query import QueryPlan
 from service.api.errors import BudgetExhausted
 from service.queries import budget
+from service.queries.compare import comparison
 from service.store.base import Charge, EpochShortfall, ReleaseRecord
 
 Remaining = Mapping[int, int]  # nanos left per epoch
@@ -73,6 +74,7 @@ class Responses:
             "released_at": iso(charge.at),
             "repeat": False,
             "rows": rows,
+            **_comparison(plan.request.compare, rows),
             "cost": self.cost(budget.from_nanos(charge.cost_nanos), epochs),
             "budget": self._budget(*left),
             "guarantee": self._guarantee(charge.analyst, charge.cost_nanos, epochs),
@@ -98,6 +100,7 @@ class Responses:
             "released_at": iso(earlier.at),
             "repeat": True,
             "rows": earlier.rows or [],
+            **_comparison(_compare_of(request), earlier.rows or []),
             "cost": cost,
             "budget": self._budget(*left),
             "guarantee": self._guarantee(analyst, earlier.cost_nanos, epochs),
@@ -155,6 +158,19 @@ class Responses:
     def _guarantee(self, analyst: str, cost_nanos: int, epochs: Sequence[int]) -> str:
         days = [budget.epoch_label(self.policy, e) for e in epochs]
         return budget.guarantee_sentence(self.policy, analyst, budget.from_nanos(cost_nanos), days)
+
+
+def _comparison(compare: tuple[str, str] | None, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The "compare" asked for and the "comparison" list, when a comparison was asked."""
+    if compare is None:
+        return {}
+    dim, baseline = compare
+    return {"compare": {"dimension": dim, "baseline": baseline}, "comparison": comparison(rows)}
+
+
+def _compare_of(request: Mapping[str, Any]) -> tuple[str, str] | None:
+    asked = request.get("compare")
+    return None if asked is None else (str(asked["dimension"]), str(asked["baseline"]))
 
 
 def _asked(plan: QueryPlan) -> dict[str, Any]:

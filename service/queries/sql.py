@@ -206,6 +206,7 @@ def _measures(plan: QueryPlan) -> tuple[list[_Measure], list[int], list[str]]:
                 f"similarity >= {_lit(float(settings['reformulation_similarity_threshold']))}"
             ),
             EventType.COPY_PASTE: f"span_length >= {int(settings['long_copy_min_span'])}",
+            EventType.FEEDBACK: "thumbs = 'up'",
         }.get(top, "1 = 1")
         amount = _weight_sql(parts["numerator"].weight)
         if metric.name == "click_through_rate_debiased":

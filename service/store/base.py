@@ -82,6 +82,9 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "scroll_depth",
     "after_ms",
     "outcome",
+    "attempt",
+    "thumbs",
+    "rating",
     "inclusion_prob",
 )
 

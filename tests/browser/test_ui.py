@@ -227,7 +227,7 @@ def test_the_compliance_view_shows_the_policy_in_plain_words_and_the_verified_au
     sha = wait(browser).until(lambda d: d.find_element(By.ID, "policy-sha").text)
     assert sha == httpx.get(f"{site.server.url}/healthz").json()["policy_sha256"]
     summary = browser.find_element(By.ID, "policy-summary").text
-    assert summary.startswith("This policy collects 8 kinds of interaction event")
+    assert summary.startswith("This policy collects 11 kinds of interaction event")
     sections = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "#policy-sections h3")]
     assert "What the guarantee means for one person" in sections
     status = wait(browser).until(lambda d: d.find_element(By.ID, "chain-status").text or None)
@@ -265,3 +265,39 @@ def test_a_query_the_budget_cannot_pay_is_explained_before_it_is_run(
     wait(browser).until(lambda d: "Not enough budget left" in preview.text)
     assert f"Not enough budget left on {day}" in preview.text
     assert not browser.find_element(By.ID, "run").is_enabled()
+
+
+def test_an_analyst_compares_cohorts_and_reads_the_lift_and_its_verdict_in_words(
+    browser: WebDriver, site: Site, tmp_path: Path
+) -> None:
+    # Its own analyst, so that the other tests' budget figures stay theirs.
+    token = create_token_in_process(site.server.data_dir, "analyst", "ui-analyst-compare")
+    sign_in(browser, site, token)
+    wait(browser).until(ec.visibility_of_element_located((By.ID, "query-form")))
+    Select(browser.find_element(By.ID, "metric")).select_by_value("task_completion_rate")
+    set_date(browser, "start", site.today - timedelta(days=13))
+    browser.find_element(By.CSS_SELECTOR, "label[for=gb-day]").click()  # off: whole range
+    compare = Select(browser.find_element(By.ID, "compare"))
+    compare.select_by_value("cohort=control")
+    # Choosing a comparison groups by its dimension.
+    assert browser.find_element(By.ID, "gb-cohort").is_selected()
+    preview = browser.find_element(By.ID, "preview")
+    wait(browser).until(lambda d: "3 cells" in preview.text)
+    browser.find_element(By.ID, "run").click()
+    box = wait(browser).until(ec.visibility_of_element_located((By.ID, "comparison")))
+    assert "Compared with cohort control" in box.text
+    words = [li.text for li in box.find_elements(By.CSS_SELECTOR, "#comparison-words li")]
+    assert len(words) == 2 and words[0].startswith("treatment against control: ")
+    # Whether the interval excludes zero depends on the noise; the page says which, in words.
+    assert ("The interval excludes zero" in words[0]) != ("could be noise alone" in words[0])
+    chart = box.find_element(By.CSS_SELECTOR, "#lift-chart svg")
+    assert chart.find_elements(By.CSS_SELECTOR, "line.zero-line")
+    rows = chart.find_elements(By.CSS_SELECTOR, ".lift-row")
+    assert [r.find_element(By.TAG_NAME, "text").text for r in rows] == ["treatment", "other"]
+    assert rows[0].find_elements(By.CSS_SELECTOR, "line.lift-interval")  # the interval
+    # The comparison is charged as the query alone: ε 0.5 on each day, nothing more.
+    assert "ε 0.5 charged on each of 14 days" in browser.find_element(By.ID, "result").text
+    # A count cannot be compared: the control hides.
+    Select(browser.find_element(By.ID, "metric")).select_by_value("event_count")
+    assert not browser.find_element(By.ID, "compare-field").is_displayed()
+    screenshot(browser, "compare.png", tmp_path)

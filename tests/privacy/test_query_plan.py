@@ -181,6 +181,9 @@ def test_event_types_are_those_the_policy_collects() -> None:
         "dwell",
         "abandonment",
         "task_completion",
+        "regenerate",
+        "stop_generation",
+        "feedback",
     ]
 
 

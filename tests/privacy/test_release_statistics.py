@@ -536,3 +536,18 @@ def test_sampling_is_named_in_the_notes() -> None:
     p = plan(policy(), "dwell_time", 1)
     _, notes = release_rows(p, {"sum": _noisy([10**9]), "count": _noisy([10**4])})
     assert any("dwell at 0.5" in n and "not the sampling error" in n for n in notes)
+
+
+def test_a_p90_is_read_from_the_same_noisy_cdf_as_the_median() -> None:
+    p = plan(policy(), "copy_span_length_p90", 1)
+    assert p.metric.kind == "median" and p.metric.quantile == 0.9
+    histogram = [0] * p.metric.value.bins  # type: ignore[union-attr]
+    histogram[0], histogram[20] = 900, 100  # 90 % below 10 chars, 10 % in [500, 600)
+    rows, notes = release_rows(p, {"histogram": _noisy(histogram, scale=1.0)})
+    assert rows[0]["value"] == pytest.approx(10.0)  # the top of the first bin
+    low, high = rows[0]["ci95"]
+    assert low == 0.0 and 10.0 <= high <= 600.0
+    median = plan(policy(), "copy_span_length_median", 1)
+    rows, _ = release_rows(median, {"histogram": _noisy(histogram, scale=1.0)})
+    assert rows[0]["value"] < 10.0  # the median of the same histogram is lower
+    assert any("percentiles are read from a noisy histogram" in n for n in notes)

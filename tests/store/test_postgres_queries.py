@@ -54,8 +54,12 @@ def payload(kind: EventType, rng: random.Random) -> dict[str, object]:
     if kind is EventType.DWELL:
         depth = (2 * rng.randint(0, 9999) + 1) / 20_000 if half else rng.random()
         return {"dwell_ms": rng.choice([500, 12_000, 400_000]), "scroll_depth": depth}
-    if kind is EventType.ABANDONMENT:
+    if kind in (EventType.ABANDONMENT, EventType.STOP_GENERATION):
         return {"after_ms": rng.randint(0, 100_000)}
+    if kind is EventType.REGENERATE:
+        return {"attempt": rng.randint(1, 20)}
+    if kind is EventType.FEEDBACK:
+        return {"thumbs": rng.choice(["up", "down"]), "rating": rng.choice([None, 1, 3, 5])}
     return {"outcome": rng.choice(["success", "failure"])}
 
 

@@ -41,8 +41,13 @@ def test_a_listed_analyst_may_use_only_the_metrics_named() -> None:
     }
 
 
-def test_naming_a_family_grants_its_mean_and_its_median() -> None:
-    assert granted_to_bob(granting("dwell_time")) == {"dwell_time", "dwell_time_median"}
+def test_naming_a_family_grants_its_mean_its_median_and_its_percentiles() -> None:
+    assert granted_to_bob(granting("dwell_time")) == {
+        "dwell_time",
+        "dwell_time_median",
+        "dwell_time_p90",
+        "dwell_time_p99",
+    }
 
 
 def test_naming_a_median_grants_the_median_but_not_the_mean() -> None:

@@ -370,7 +370,7 @@ def store_an_ancient_dwell_event(db: Path) -> None:
         conn.execute(
             f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
             f"VALUES ({', '.join('?' * len(EVENT_COLUMNS))})",
-            (1, 0, EVENT_TYPE_CODES[EventType.DWELL], SOURCE, 1, 2, None, None, *[None] * 16, 1.0),
+            (1, 0, EVENT_TYPE_CODES[EventType.DWELL], SOURCE, 1, 2, None, None, *[None] * 19, 1.0),
         )
     store.close()
 

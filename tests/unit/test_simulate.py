@@ -148,3 +148,28 @@ def test_a_later_run_on_the_same_day_repeats_the_earlier_runs_events(
     )
     assert len(later) > len(events)
     assert [e for e in later if datetime.fromisoformat(e["timestamp"]) <= NOW] == events
+
+
+def test_the_chat_signals_are_simulated_with_bad_answers_drawing_more_of_them(
+    events: list[dict[str, Any]],
+) -> None:
+    shown = len(of_type(events, "response_shown"))
+    regenerations = of_type(events, "regenerate")
+    stops = of_type(events, "stop_generation")
+    ratings = of_type(events, "feedback")
+    assert 0.02 < len(regenerations) / shown < 0.3
+    assert 0.01 < len(stops) / shown < 0.2
+    # Few people rate, and more of them after a bad answer than a good answer's share.
+    assert 0.01 < len(ratings) / shown < 0.1
+    thumbs = Counter(e["payload"]["thumbs"] for e in ratings)
+    assert thumbs["up"] > 0 and thumbs["down"] > 0
+    stars = [e["payload"]["rating"] for e in ratings if "rating" in e["payload"]]
+    assert stars and set(stars) <= {1, 2, 3, 4, 5} and len(stars) < len(ratings)
+    assert {e["context"]["surface"] for e in stops} <= {"chat", "ide"}  # streaming surfaces
+    assert max(e["payload"]["attempt"] for e in regenerations) >= 2
+
+
+def test_a_policy_without_the_chat_signals_is_sent_none_of_them() -> None:
+    world = replace(WORLD, event_types=WORLD.event_types - {"regenerate", "feedback"})
+    sent = {e["event_type"] for e in simulate(world=world)}
+    assert "regenerate" not in sent and "feedback" not in sent and "stop_generation" in sent

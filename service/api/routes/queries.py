@@ -23,6 +23,15 @@ from service.queries.service import ReleaseFailed
 router = APIRouter(tags=["queries"])
 
 
+class CompareBody(BaseModel):
+    """Compare each other key of a grouped dimension with one baseline key (rates, means)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dimension: str = Field(description='a grouped dimension, e.g. "cohort"')
+    baseline: str = Field(description='one of its keys, e.g. "control"')
+
+
 class QueryBody(BaseModel):
     """The body of POST /v1/queries and /v1/queries/preview (documentation only: the
     query planner validates it and says what is allowed)."""
@@ -34,6 +43,10 @@ class QueryBody(BaseModel):
     end: str = Field(description="last day, inclusive, YYYY-MM-DD (UTC)")
     group_by: list[str] = Field(default_factory=list, description='"day" and/or dimensions')
     filters: dict[str, list[str]] = Field(default_factory=dict)
+    compare: CompareBody | None = Field(
+        default=None,
+        description="difference and lift against a baseline, with 95 % intervals; no extra cost",
+    )
     epsilon: float | None = Field(default=None, description="budget under pure accounting")
     rho: float | None = Field(default=None, description="budget under zcdp accounting")
     target_ci95: float | None = Field(

@@ -6,7 +6,7 @@
 (() => {
   const TOKEN_KEY = "tacit.token";
   const SVG_NS = "http://www.w3.org/2000/svg";
-  const VALUE_KEYS = new Set(["value", "ci95", "ci95_halfwidth"]);
+  const VALUE_KEYS = new Set(["value", "ci95", "ci95_halfwidth", "difference", "difference_ci95", "lift", "lift_ci95"]);
   const ERROR_WORDS = {
     unauthorized: "This token was not accepted.",
     forbidden: "Not allowed.",
@@ -248,6 +248,31 @@
       box.append(h("label", { className: "chip", for: `gb-${dim}` }, input, h("span", { text: dim.replace("_", " ") })));
     }
     renderFilters(m);
+    renderCompare(m);
+  }
+
+  // Rates and means can compare each key of a dimension with a baseline key.
+  function renderCompare(m) {
+    const select = $("compare");
+    const before = select.value;
+    select.replaceChildren(h("option", { value: "", text: "No comparison" }));
+    const comparable = m.kind === "rate" || m.kind === "mean";
+    $("compare-field").hidden = !comparable;
+    if (!comparable) return;
+    for (const [dim, keys] of Object.entries(m.keys || {})) {
+      for (const key of keys) {
+        if (key === "other") continue;
+        select.append(h("option", { value: `${dim}=${key}`, text: `each ${dim.replace("_", " ")} against ${key}` }));
+      }
+    }
+    if ([...select.options].some((o) => o.value === before)) select.value = before;
+  }
+
+  function chosenCompare() {
+    const value = $("compare").closest(".field").hidden ? "" : $("compare").value;
+    if (!value) return null;
+    const at = value.indexOf("=");
+    return { dimension: value.slice(0, at), baseline: value.slice(at + 1) };
   }
 
   // A row of ticked keys per dimension (the catalogue's public keys); a value unticked
@@ -291,6 +316,12 @@
     };
     const filters = chosenFilters();
     if (Object.keys(filters).length) body.filters = filters;
+    const compare = chosenCompare();
+    if (compare) {
+      body.compare = compare;
+      // A comparison is between the keys of a grouped dimension: group by it.
+      if (!body.group_by.includes(compare.dimension)) body.group_by.push(compare.dimension);
+    }
     body[state.catalogue.unit === "rho" ? "rho" : "epsilon"] = Number($("budget-amount").value);
     return body;
   }
@@ -431,7 +462,90 @@
     table.tBodies[0].replaceChildren(...rows);
     $("result-guarantee").textContent = r.guarantee || "";
     $("result-notes").replaceChildren(...(r.notes || []).map((n) => h("li", { text: n })));
+    renderComparison(r, unit);
     $("result").scrollIntoView({ behavior: "smooth", block: "start" });
+  }
+
+  // --- the comparison: lift with its interval, and in words -------------------------------
+
+  function pct(v) {
+    return v === null || v === undefined ? "–" : `${v >= 0 ? "+" : ""}${(v * 100).toFixed(1)} %`;
+  }
+
+  function signed(v, unit) {
+    if (v === null || v === undefined) return "–";
+    return `${v >= 0 ? "+" : "−"}${formatValue(Math.abs(v), unit)}`;
+  }
+
+  function comparisonLabel(c, compare) {
+    return Object.keys(c).filter((k) => !VALUE_KEYS.has(k)).map((k) => String(c[k])).join(" · ") || compare.dimension;
+  }
+
+  function comparisonWords(c, compare, unit) {
+    const who = comparisonLabel(c, compare);
+    if (c.difference === null) {
+      return `${who} against ${compare.baseline}: too little data to compare (a denominator is mostly noise).`;
+    }
+    const [lo, hi] = c.difference_ci95;
+    const excludes = lo > 0 || hi < 0;
+    const verdict = excludes
+      ? `The interval excludes zero: ${who} is ${lo > 0 ? "higher" : "lower"} than ${compare.baseline}.`
+      : `The interval includes zero: the difference could be noise alone.`;
+    const lift = c.lift === null ? "" : `, lift ${pct(c.lift)} (95 %: ${pct(c.lift_ci95[0])} to ${pct(c.lift_ci95[1])})`;
+    return `${who} against ${compare.baseline}: difference ${signed(c.difference, unit)} (95 %: ${signed(lo, unit)} to ${signed(hi, unit)})${lift}. ${verdict}`;
+  }
+
+  function renderComparison(r, unit) {
+    const box = $("comparison");
+    box.hidden = !r.compare;
+    if (!r.compare) return;
+    const list = r.comparison || [];
+    $("comparison-title").textContent = `Compared with ${r.compare.dimension.replace("_", " ")} ${r.compare.baseline}`;
+    $("comparison-words").replaceChildren(...list.map((c) => {
+      const li = h("li", { text: comparisonWords(c, r.compare, unit) });
+      const [lo, hi] = c.difference_ci95;
+      li.className = c.difference === null ? "unknown" : lo > 0 || hi < 0 ? "excludes-zero" : "includes-zero";
+      return li;
+    }));
+    drawLiftChart($("lift-chart"), list, r.compare);
+  }
+
+  function drawLiftChart(container, list, compare) {
+    container.replaceChildren();
+    const known = list.filter((c) => c.lift !== null);
+    let lo = Math.min(0, ...known.map((c) => c.lift_ci95[0]));
+    let hi = Math.max(0, ...known.map((c) => c.lift_ci95[1]));
+    if (hi - lo < 1e-9) { lo -= 0.1; hi += 0.1; }
+    const step = niceStep(hi - lo);
+    lo = Math.floor(lo / step) * step;
+    hi = Math.ceil(hi / step) * step;
+    const W = 760, rowH = 34;
+    const M = { l: 160, r: 24, t: 10, b: 30 };
+    const H = M.t + M.b + rowH * Math.max(list.length, 1);
+    const x = (v) => M.l + (W - M.l - M.r) * (Math.min(Math.max(v, lo), hi) - lo) / (hi - lo);
+    const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-labelledby": "lift-title lift-desc" });
+    s("title", { id: "lift-title", text: `Lift against ${compare.baseline}, with 95 % intervals` }, svg);
+    s("desc", { id: "lift-desc", text: "The list below says the same in words." }, svg);
+    const grid = s("g", { class: "grid axis" }, svg);
+    for (let v = lo; v <= hi + step / 2; v += step) {
+      s("line", { x1: x(v), x2: x(v), y1: M.t, y2: H - M.b }, grid);
+      s("text", { x: x(v), y: H - M.b + 16, "text-anchor": "middle", text: pct(v) }, grid);
+    }
+    s("line", { x1: x(0), x2: x(0), y1: M.t, y2: H - M.b, class: "zero-line", stroke: "currentColor", "stroke-width": 2 }, svg);
+    list.forEach((c, i) => {
+      const cy = M.t + rowH * (i + 0.5);
+      const g = s("g", { class: `series series-${i % 8} lift-row` }, svg);
+      s("text", { x: M.l - 10, y: cy + 4, "text-anchor": "end", text: comparisonLabel(c, compare) }, g);
+      if (c.lift === null) {
+        s("text", { x: x(0) + 8, y: cy + 4, class: "value-label", text: "too little data" }, g);
+        return;
+      }
+      const [l, u] = c.lift_ci95;
+      s("line", { x1: x(l), x2: x(u), y1: cy, y2: cy, stroke: "currentColor", "stroke-width": 3, class: "lift-interval" }, g);
+      const dot = s("circle", { cx: x(c.lift), cy, r: 6, fill: "currentColor" }, g);
+      s("title", { text: `${comparisonLabel(c, compare)}: lift ${pct(c.lift)} (95 %: ${pct(l)} to ${pct(u)})` }, dot);
+    });
+    container.append(svg);
   }
 
   // --- the chart: values with their 95 % intervals, drawn as SVG ---------------------------
@@ -702,6 +816,12 @@
     for (const id of ["start", "end", "budget-amount"]) $(id).addEventListener("input", () => schedulePreview());
     $("group-by").addEventListener("change", () => schedulePreview(0));
     $("filters").addEventListener("change", () => schedulePreview(0));
+    $("compare").addEventListener("change", () => {
+      const compare = chosenCompare();
+      const chip = compare && $(`gb-${compare.dimension}`);
+      if (chip) chip.checked = true;
+      schedulePreview(0);
+    });
     $("budget-range").addEventListener("input", () => {
       $("budget-amount").value = $("budget-range").value;
       schedulePreview();

@@ -178,4 +178,12 @@ MIGRATIONS: list[list[str]] = [
         WHERE k.analyst = b.analyst AND k.epoch = b.epoch""",
         """ALTER TABLE budget_spend ALTER COLUMN unit SET NOT NULL""",
     ],
+    # The chat signals' payload columns (mirrors the SQLite migration that adds them). On
+    # the partitioned parent, so every type and day partition has them (new partitions
+    # are made LIKE it).
+    [
+        """ALTER TABLE events ADD COLUMN attempt integer""",
+        """ALTER TABLE events ADD COLUMN thumbs text""",
+        """ALTER TABLE events ADD COLUMN rating integer""",
+    ],
 ]

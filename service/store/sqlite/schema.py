@@ -154,4 +154,11 @@ MIGRATIONS: list[list[str]] = [
         """ALTER TABLE budget_spend_units RENAME TO budget_spend""",
         """CREATE INDEX budget_spend_epoch ON budget_spend (epoch)""",
     ],
+    # The chat signals' payload columns (privacy/events.py: regenerate, stop_generation,
+    # feedback). stop_generation's after_ms shares the abandonment column.
+    [
+        """ALTER TABLE events ADD COLUMN attempt INTEGER""",
+        """ALTER TABLE events ADD COLUMN thumbs TEXT""",
+        """ALTER TABLE events ADD COLUMN rating INTEGER""",
+    ],
 ]
