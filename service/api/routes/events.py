@@ -23,7 +23,7 @@ from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.api.auth import authenticate
+from service.api.auth import authenticate_ingest, query_key
 from service.api.body_limit import read_body
 from service.api.deps import AppState, get_state
 from service.api.errors import (
@@ -40,10 +40,9 @@ from service.api.errors import (
 from service.api.limits import RouteClass, charge_events
 from service.api.openapi import raises
 from service.ingest.errors import BadBatch, IngestError, NotStored
-from service.store.base import Role, StoreUnavailable
+from service.store.base import StoreUnavailable
 
 PATH = "/v1/events"
-_INGEST = frozenset({Role.INGEST})
 
 
 router = APIRouter(tags=["ingestion"])
@@ -55,10 +54,11 @@ async def ingest(
     """Serve one POST /v1/events: the batch report, or an :class:`ApiError`."""
     try:
         # 401/403, then 415, then the body: nothing is read for a caller we will refuse.
-        principal = authenticate(headers.get("authorization"), state.store.tokens, _INGEST)
-        content_type = headers.get("content-type", "")
-        if content_type.split(";")[0].strip().lower() != "application/json":
-            raise UnsupportedMediaType("send the batch as Content-Type: application/json")
+        key = query_key(scope.get("query_string", b""))
+        principal = authenticate_ingest(
+            headers.get("authorization"), key, headers.get("origin"), state.store.tokens
+        )
+        check_media_type(headers.get("content-type", ""), principal.publishable)
         body = await read_body(
             headers, chunks, state.settings.max_body_bytes, "send smaller batches"
         )
@@ -72,6 +72,19 @@ async def ingest(
             f"with the same event ids after {StoreUnavailableError.RETRY_AFTER_S} s"
         ) from exc
     return report.as_dict()
+
+
+def check_media_type(content_type: str, publishable: bool) -> None:
+    """JSON, always; on the publishable path the same JSON may come as text/plain, the
+    only type a beacon (or a fetch without a CORS preflight) can send a string as."""
+    media = content_type.split(";")[0].strip().lower()
+    if media == "application/json" or (publishable and media == "text/plain"):
+        return
+    if publishable:
+        raise UnsupportedMediaType(
+            "send the batch as Content-Type: application/json or text/plain (a JSON body)"
+        )
+    raise UnsupportedMediaType("send the batch as Content-Type: application/json")
 
 
 def refusal(exc: IngestError) -> ApiError:

@@ -178,4 +178,9 @@ MIGRATIONS: list[list[str]] = [
         WHERE k.analyst = b.analyst AND k.epoch = b.epoch""",
         """ALTER TABLE budget_spend ALTER COLUMN unit SET NOT NULL""",
     ],
+    # Publishable (browser) keys' origins (mirrors SQLite migration 5): a JSON array of
+    # exact scheme://host[:port] strings; NULL for a secret token.
+    [
+        """ALTER TABLE tokens ADD COLUMN origins text""",
+    ],
 ]

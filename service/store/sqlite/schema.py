@@ -154,4 +154,9 @@ MIGRATIONS: list[list[str]] = [
         """ALTER TABLE budget_spend_units RENAME TO budget_spend""",
         """CREATE INDEX budget_spend_epoch ON budget_spend (epoch)""",
     ],
+    # Publishable (browser) keys: the origins they are accepted from, as a JSON array of
+    # exact scheme://host[:port] strings; NULL for a secret token (service/ops/tokens.py).
+    [
+        """ALTER TABLE tokens ADD COLUMN origins TEXT""",
+    ],
 ]
