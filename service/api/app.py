@@ -28,7 +28,7 @@ from service.api.errors import (
 )
 from service.api.limits import LimitConfig, Limiter, LimitMiddleware, route_class
 from service.api.openapi import install as document_behaviour
-from service.api.routes import audit, events, health, policy, queries, subjects, ui
+from service.api.routes import audit, demo, events, health, policy, queries, subjects, ui
 from service.api.telemetry import LatencyMiddleware, Telemetry
 from service.ingest.ingestion import Ingestion, writer_for
 from service.ingest.pipeline import Ingestor
@@ -52,6 +52,7 @@ ROUTERS = [
     policy.router,
     queries.router,
     ui.router,
+    demo.router,
 ]
 
 
