@@ -60,6 +60,12 @@ ROUTES: dict[tuple[str, str], Row] = {
     ("GET", "/ui"): Row(PUBLIC),
     ("GET", "/ui/"): Row(PUBLIC),
     ("GET", "/ui/{name}"): Row(PUBLIC, path="/ui/app.js"),
+    # The demo chat page (make run): static files; its publishable key, made only by
+    # `serve --dev --demo`, can only post events (none here: the config is 404).
+    ("GET", "/demo"): Row(PUBLIC),
+    ("GET", "/demo/"): Row(PUBLIC),
+    ("GET", "/demo/config.json"): Row(PUBLIC, 404),
+    ("GET", "/demo/{name}"): Row(PUBLIC, path="/demo/demo.js"),
     # Apps.
     ("POST", "/v1/events"): Row(
         frozenset({"ingest"}), request=lambda: {"json": {"events": [event(at=T0)]}}
