@@ -118,6 +118,7 @@ export class Tacit {
         this.delivery.beacon();
       });
     }
+    this.session(); // the page load is activity: a session starts (or goes on) now
     this.syncStats();
     if (this.queue.size) void this.flush(); // what an earlier page left: send it now
   }

@@ -177,6 +177,44 @@ run("@tacit/browser against a real server in Chromium", () => {
     await context.close();
   });
 
+  it("keeps what a page could not send for the next page of the app (persisted queue)", async () => {
+    const { page, context } = await open("persisted", "none");
+    await context.setOffline(true); // neither fetch nor the closing beacon can deliver
+    await page.evaluate(() => {
+      for (let i = 0; i < 5; i++) (window as any).tacit.edit({ edit_ratio: 0.75, queryId: "q-p", responseId: "r-p" });
+    });
+    await page.close({ runBeforeUnload: true });
+    await new Promise((ok) => setTimeout(ok, 1000));
+    expect(ofType(tacit.stored("persisted"), "edit")).toEqual([]);
+    await context.setOffline(false);
+    const next = await context.newPage(); // same origin, same localStorage
+    await next.goto(page.url());
+    const events = await tacit.waitStored("persisted", (e) => ofType(e, "edit").length >= 5);
+    expect(ofType(events, "edit")).toEqual(Array(5).fill({ event_type: "edit", edit_ratio: 0.75 }));
+    await context.close();
+  });
+
+  it("records abandonment when a page is closed without complete(), and none after it", async () => {
+    const left = await open("abandoned", "click");
+    await left.page.waitForTimeout(1500); // the answers are seen
+    await left.page.close({ runBeforeUnload: true });
+    const events = await tacit.waitStored("abandoned", (e) => ofType(e, "abandonment").length >= 1);
+    const [abandonment, ...more] = ofType(events, "abandonment");
+    expect(more).toEqual([]);
+    expect(Number(abandonment.after_ms)).toBeGreaterThanOrEqual(1000);
+    await left.context.close();
+
+    const done = await open("completed", "click");
+    await done.page.waitForTimeout(1500);
+    await done.page.evaluate(() => (window as any).tacit.complete({ outcome: "success" }));
+    await done.page.close({ runBeforeUnload: true });
+    const stored = await tacit.waitStored("completed", (e) => ofType(e, "task_completion").length >= 1);
+    expect(ofType(stored, "task_completion")).toEqual([{ event_type: "task_completion", outcome: "success" }]);
+    await new Promise((ok) => setTimeout(ok, 1000));
+    expect(ofType(tacit.stored("completed"), "abandonment")).toEqual([]);
+    await done.context.close();
+  });
+
   it("gets no CORS approval on an origin the key does not list, and nothing is stored", async () => {
     const { page, context } = await open("unlisted", "none", { flushIntervalMs: 100 }, elsewhere);
     const seen: string[] = [];
