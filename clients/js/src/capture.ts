@@ -5,7 +5,7 @@
  * - response_shown: a response at least half visible (half of it, or half of the viewport
  *   for one taller than that) for shownAfterMs while the page is visible; once per response.
  * - click_through: the first click inside a response that is one of several candidates
- *   (a click that ends a text selection is not one).
+ *   (a press dragged more than 4 px, as when selecting text, is not one).
  * - copy_paste: a copy of a selection inside a response, as character offsets within the
  *   response's text. destination "internal" when the next paste happens in this page
  *   before it loses focus; "external" when the window loses focus, the page is hidden or
@@ -47,6 +47,7 @@ export class Capture {
   private readonly io: IntersectionObserver | null;
   private pending: PendingCopy | null = null;
   private abandonTimer?: ReturnType<typeof setTimeout>;
+  private down: [number, number] | null = null; // where the last mouse press began
   private leaving = false; // pagehide came: the beacon carries the queue, nothing more is sent
 
   constructor(
@@ -63,7 +64,10 @@ export class Capture {
     new MutationObserver((records) => {
       for (const r of records) r.addedNodes.forEach((n) => n.nodeType === 1 && this.scan(n as Element));
     }).observe(document.documentElement, { childList: true, subtree: true });
-    if (on("clicks")) document.addEventListener("click", (e) => this.click(e), true);
+    if (on("clicks")) {
+      document.addEventListener("mousedown", (e) => (this.down = [e.clientX, e.clientY]), true);
+      document.addEventListener("click", (e) => this.click(e as MouseEvent), true);
+    }
     if (on("copy")) {
       document.addEventListener("copy", () => this.copy(), true);
       document.addEventListener("paste", () => this.settleCopy("internal"), true);
@@ -156,11 +160,13 @@ export class Capture {
     tr.depth = Math.max(tr.depth, Math.min(Math.max(d, 0), 1));
   }
 
-  private click(e: Event): void {
+  private click(e: MouseEvent): void {
     const mark = markOf(e.target as Node | null);
     if (!mark || mark.candidates < 2 || this.clicked.has(mark.responseId)) return;
-    const sel = document.getSelection();
-    if (sel && !sel.isCollapsed) return; // the end of a text selection, not a choice
+    const d = this.down;
+    this.down = null;
+    // A press that moved before its release was a drag (selecting text), not a choice.
+    if (d && Math.abs(e.clientX - d[0]) + Math.abs(e.clientY - d[1]) > 4) return;
     this.clicked.add(mark.responseId);
     this.t.last = mark;
     this.t.record("click_through", { position: mark.position, candidates: mark.candidates }, mark);

@@ -18,7 +18,7 @@ function layout(q: URLSearchParams): string {
     copy: `<div data-tacit-query="q-copy"><article id="r" data-tacit-response="r-copy"><p>${TEXT.slice(0, 100)}</p><p>${TEXT.slice(100)}</p></article></div><textarea id="follow"></textarea>`,
     // Three candidate answers to one query.
     click: `<div data-tacit-query="q-click" data-tacit-candidates="3">${[1, 2, 3]
-      .map((i) => `<section id="c${i}" data-tacit-response="r-click-${i}" data-tacit-position="${i}"><button>use answer ${i}</button></section>`)
+      .map((i) => `<section id="c${i}" data-tacit-response="r-click-${i}" data-tacit-position="${i}"><p id="t${i}">${gibberish(80, i)}</p><button>use answer ${i}</button></section>`)
       .join("")}</div>`,
     // No response at all (explicit calls only).
     none: `<p>no responses</p>`,
@@ -109,8 +109,15 @@ run("@tacit/browser against a real server in Chromium", () => {
     await context.close();
   });
 
-  it("stores a click on candidate 2 of 3 as click_through position 2 of 3", async () => {
+  it("stores a click on candidate 2 of 3 as click_through position 2 of 3, and no drag as a click", async () => {
     const { page, context } = await open("click", "click");
+    // Selecting text in candidate 1 by dragging is not a click on it.
+    const box = (await page.locator("#t1").boundingBox())!;
+    await page.mouse.move(box.x + 2, box.y + box.height / 2);
+    await page.mouse.down();
+    await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2, { steps: 5 });
+    await page.mouse.up();
+    expect(await page.evaluate(() => getSelection()!.isCollapsed)).toBe(false);
     await page.click("#c2 button");
     await page.evaluate(() => (window as any).tacit.flush());
     const events = await tacit.waitStored("click", (e) => ofType(e, "click_through").length >= 1);
@@ -221,7 +228,7 @@ run("@tacit/browser against a real server in Chromium", () => {
     page.on("requestfailed", (r) => r.url().startsWith(tacit.url) && seen.push(`failed ${r.failure()?.errorText}`));
     page.on("response", (r) => r.url().startsWith(tacit.url) && seen.push(`answered ${r.status()} ${r.headers()["access-control-allow-origin"]}`));
     await page.evaluate(() => (window as any).tacit.edit({ edit_ratio: 0.5, queryId: "q-u", responseId: "r-u" }));
-    await page.waitForTimeout(1500);
+    for (let i = 0; i < 100 && seen.length < 2; i++) await page.waitForTimeout(100); // a try and a retry
     // The page's requests fail as CORS failures do (no approval reached the page).
     expect(seen.length).toBeGreaterThan(0);
     expect(seen.every((s) => s === "failed net::ERR_FAILED")).toBe(true);
