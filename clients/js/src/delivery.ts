@@ -68,6 +68,7 @@ export class Delivery {
   private running: Promise<void> | null = null;
   private attempt = 0;
   private retryAt = 0;
+  private limit = 0; // events per request after a 413 (0: batchSize)
 
   constructor(
     private readonly queue: Queue,
@@ -121,7 +122,7 @@ export class Delivery {
     if (typeof navigator !== "undefined" && navigator.onLine === false) return; // "online" resumes
     if (Date.now() < this.retryAt) return; // a retry is scheduled already
     for (;;) {
-      const [batch] = chunk(this.queue.all(), this.opts.batchSize);
+      const [batch] = chunk(this.queue.all(), this.limit || this.opts.batchSize);
       if (!batch) {
         this.attempt = 0;
         return;
@@ -178,6 +179,10 @@ export class Delivery {
     }
     if (RETRY_STATUSES.has(response.status)) {
       return this.backoff(retryAfterMs(response.headers.get("Retry-After")));
+    }
+    if (response.status === 413 && batch.length > 1) {
+      this.limit = Math.ceil(batch.length / 2); // too large for the server: halve and go on
+      return null;
     }
     // Refused as a whole (bad key, origin not allowed, too large, malformed): retrying
     // the same batch cannot succeed, so it leaves the queue, counted and reported.
