@@ -11,6 +11,7 @@ rounding to nanos can never undercharge.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Literal, get_args
@@ -172,3 +173,54 @@ class Cost:
 
     def __ge__(self, other: Cost) -> bool:
         return self.nanos >= self._same(other, "compare").nanos
+
+
+@dataclass(frozen=True)
+class EpochShortfall:
+    """An epoch on which a charge would pass a cap, and what is left there (nanos)."""
+
+    epoch: int
+    analyst_left_nanos: int
+    global_left_nanos: int
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The two caps every charge must fit under on each epoch it touches: the analyst's own
+    and everyone's together. Spend is exact nanos per epoch, as the ledgers keep it."""
+
+    analyst_cap: Cost
+    global_cap: Cost
+
+    def __post_init__(self) -> None:
+        self.analyst_cap._same(self.global_cap, "combine")
+
+    @property
+    def accounting(self) -> Accounting:
+        return self.analyst_cap.accounting
+
+    def left(
+        self, analyst_spent: Mapping[int, int], global_spent: Mapping[int, int]
+    ) -> tuple[dict[int, int], dict[int, int]]:
+        """What is left of each cap on each epoch spent on (never below zero)."""
+        return (
+            {e: max(self.analyst_cap.nanos - s, 0) for e, s in analyst_spent.items()},
+            {e: max(self.global_cap.nanos - s, 0) for e, s in global_spent.items()},
+        )
+
+    def shortfalls(
+        self,
+        cost: Cost,
+        epochs: Iterable[int],
+        analyst_spent: Mapping[int, int],
+        global_spent: Mapping[int, int],
+    ) -> list[EpochShortfall]:
+        """The epochs on which charging ``cost`` would pass either cap; empty when it fits."""
+        cost = self.analyst_cap._same(cost, "charge")
+        found = []
+        for epoch in epochs:
+            mine = self.analyst_cap.nanos - analyst_spent.get(epoch, 0)
+            everyone = self.global_cap.nanos - global_spent.get(epoch, 0)
+            if cost.nanos > mine or cost.nanos > everyone:
+                found.append(EpochShortfall(epoch, max(mine, 0), max(everyone, 0)))
+        return found

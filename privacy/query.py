@@ -22,10 +22,11 @@ from privacy.events import OTHER, EventType
 from privacy.mechanisms import Component, budget_for_halfwidth
 from privacy.metrics import DIMENSIONS, METRICS, Metric
 from privacy.policy import Policy, granted, metric_unavailable, metrics_for, restricted
-from privacy.request import QueryError, QueryRequest
+from privacy.request import NotGranted, QueryError, QueryRequest
 
 __all__ = [
     "MAX_CELLS",
+    "NotGranted",
     "Part",
     "QueryError",
     "QueryPlan",
@@ -115,9 +116,9 @@ def oldest_queryable_day(
 def plan_query(request: QueryRequest, policy: Policy, analyst: str, today: date) -> QueryPlan:
     """Check `request` against the catalogue and `policy`, and compile it (no data read).
 
-    Raises `QueryError`: "invalid_query" for an unknown metric or dimension, a group-by the
-    metric does not allow, a bad, empty, expired or future range, a budget in the wrong
-    unit or above the per-query cap; "forbidden" when the analyst may not use the metric.
+    Raises `QueryError` for an unknown metric or dimension, a group-by the metric does not
+    allow, a bad, empty, expired or future range, a budget in the wrong unit or above the
+    per-query cap; its subclass `NotGranted` when the analyst may not use the metric.
     """
     metric = _metric(request.metric, policy, analyst)
     grouped = _group_by(request.group_by, metric)
@@ -179,10 +180,9 @@ def _metric(name: str, policy: Policy, analyst: str) -> Metric:
         raise QueryError(reason)
     if not granted(base, policy, analyst):
         allowed = policy.privacy.analyst_metrics.get(analyst, [])
-        raise QueryError(
+        raise NotGranted(
             f"metric {name!r} is not granted to {analyst!r} by the policy; "
-            f"allowed: {', '.join(allowed) or 'none'}",
-            "forbidden",
+            f"allowed: {', '.join(allowed) or 'none'}"
         )
     return restricted(base, policy)
 

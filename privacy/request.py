@@ -15,22 +15,18 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-__all__ = ["QueryError", "QueryRequest"]
+__all__ = ["NotGranted", "QueryError", "QueryRequest"]
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _FIELDS = ("metric", "start", "end", "group_by", "filters", "epsilon", "rho", "target_ci95")
 
 
 class QueryError(ValueError):
-    """The analyst's request cannot be answered as asked; the message says what is allowed.
+    """The analyst's request cannot be answered as asked; the message says what is allowed."""
 
-    `code` is "invalid_query" (the request is wrong) or "forbidden" (it is right, but this
-    analyst may not use the metric).
-    """
 
-    def __init__(self, message: str, code: str = "invalid_query") -> None:
-        super().__init__(message)
-        self.code = code
+class NotGranted(QueryError):
+    """The request is well formed, but the policy does not grant this analyst the metric."""
 
 
 @dataclass(frozen=True)

@@ -28,12 +28,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from service.cli.common import CliError
+    from service.store.errors import StoreUnavailable
 
     try:
         code: int = args.func(args)
     except CliError as exc:
         print(f"tacit: {exc}", file=sys.stderr)
         return 2
+    except StoreUnavailable as exc:
+        print(f"tacit: the database is unavailable: {exc}", file=sys.stderr)
+        print("tacit: run the command again once the database answers", file=sys.stderr)
+        return 3
     except BrokenPipeError:  # output piped into `head` and the like: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

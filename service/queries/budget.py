@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
-from privacy.budget import NANOS_PER_UNIT, Cost
+from privacy.budget import NANOS_PER_UNIT, Budget, Cost
 from privacy.policy import Policy, format_duration
 from privacy.policy.guarantee import epsilon_equivalent, guarantee_of
 
@@ -23,14 +23,14 @@ def from_nanos(nanos: int) -> float:
     return nanos / NANOS_PER_UNIT
 
 
-def analyst_cap_nanos(policy: Policy, analyst: str) -> int:
-    """The per-epoch cap of the analyst token ``analyst`` (overrides by token name)."""
-    return Cost.of(policy.privacy.accounting, policy.privacy.analyst_cap(analyst)).nanos
-
-
-def global_cap_nanos(policy: Policy) -> int:
-    """The per-epoch cap over all analysts together."""
-    return Cost.of(policy.privacy.accounting, policy.privacy.global_cap).nanos
+def budget_of(policy: Policy, analyst: str) -> Budget:
+    """The caps a charge by the analyst token ``analyst`` must fit under, per epoch:
+    its own (overrides by token name) and everyone's together."""
+    accounting = policy.privacy.accounting
+    return Budget(
+        analyst_cap=Cost.of(accounting, policy.privacy.analyst_cap(analyst)),
+        global_cap=Cost.of(accounting, policy.privacy.global_cap),
+    )
 
 
 def epoch_label(policy: Policy, epoch: int) -> str:
@@ -51,11 +51,6 @@ def epochs_between(policy: Policy, first: datetime, last: datetime) -> list[int]
     return list(range(policy.identifiers.epoch_of(first), policy.identifiers.epoch_of(last) + 1))
 
 
-def remaining(cap: int, spent: Mapping[int, int]) -> dict[int, int]:
-    """What is left of ``cap`` on each epoch (never below zero)."""
-    return {e: max(cap - s, 0) for e, s in spent.items()}
-
-
 def _unit_text(policy: Policy, amount: float) -> str:
     if policy.privacy.accounting == "pure":
         return f"ε = {amount:g}"
@@ -73,8 +68,8 @@ def guarantee_sentence(policy: Policy, analyst: str, cost: float, days: Iterable
     """One sentence, in plain words, of what a release of ``cost`` protects."""
     n = len(list(days))
     unit = _epoch_words(policy)
-    cap = from_nanos(analyst_cap_nanos(policy, analyst))
-    total = from_nanos(global_cap_nanos(policy))
+    caps = budget_of(policy, analyst)
+    cap, total = caps.analyst_cap.value, caps.global_cap.value
     g = guarantee_of(policy)
     scaling = "" if policy.privacy.accounting == "pure" else "\N{SUPERSCRIPT TWO}"
     return (

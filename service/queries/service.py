@@ -30,6 +30,7 @@ from typing import Any
 
 from privacy.policy import LoadedPolicy, Policy, granted, metrics_for
 from privacy.query import (
+    NotGranted,
     QueryError,
     QueryPlan,
     QueryRequest,
@@ -123,11 +124,8 @@ class QueryService:
         now = self.clock()
         epochs = budget.epochs_between(self.policy, self.oldest_queryable(now), now)
         ledger = self.store.ledger
-        mine = budget.remaining(
-            budget.analyst_cap_nanos(self.policy, analyst), ledger.spent(analyst, epochs)
-        )
-        everyone = budget.remaining(
-            budget.global_cap_nanos(self.policy), ledger.global_spent(epochs)
+        mine, everyone = budget.budget_of(self.policy, analyst).left(
+            ledger.spent(analyst, epochs), ledger.global_spent(epochs)
         )
         return {
             "analyst": analyst,
@@ -246,9 +244,9 @@ class QueryService:
         try:
             request = QueryRequest.from_json(body)
             return plan_query(request, self.policy, analyst, now.date())
+        except NotGranted as exc:
+            raise Forbidden(str(exc)) from None
         except QueryError as exc:
-            if exc.code == "forbidden":
-                raise Forbidden(str(exc)) from None
             raise InvalidQuery(str(exc)) from None
 
     def _charge(self, analyst: str, plan: QueryPlan, now: datetime, release_id: str) -> Charge:
@@ -266,8 +264,7 @@ class QueryService:
             unit=unit,
             cost_nanos=cost,
             epochs=tuple(plan.epochs),
-            analyst_cap_nanos=budget.analyst_cap_nanos(self.policy, analyst),
-            global_cap_nanos=budget.global_cap_nanos(self.policy),
+            budget=budget.budget_of(self.policy, analyst),
             policy_sha256=self.loaded.sha256,
             # What was asked and what it cost: never a value or anything it came from.
             audit_detail={
@@ -284,13 +281,9 @@ class QueryService:
         self, analyst: str, epochs: Sequence[int]
     ) -> tuple[dict[int, int], dict[int, int]]:
         ledger = self.store.ledger
-        mine = budget.remaining(
-            budget.analyst_cap_nanos(self.policy, analyst), ledger.spent(analyst, epochs)
+        return budget.budget_of(self.policy, analyst).left(
+            ledger.spent(analyst, epochs), ledger.global_spent(epochs)
         )
-        everyone = budget.remaining(
-            budget.global_cap_nanos(self.policy), ledger.global_spent(epochs)
-        )
-        return mine, everyone
 
     def _repeat(self, analyst: str, earlier: ReleaseRecord) -> dict[str, Any]:
         self._count_metric(earlier.metric, "repeat")

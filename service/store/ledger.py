@@ -16,16 +16,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from privacy.budget import Budget, Cost, EpochShortfall
 from service.store.errors import StoreError
 
-
-@dataclass(frozen=True)
-class EpochShortfall:
-    """An epoch on which a charge would overflow a cap, and what is left there (nanos)."""
-
-    epoch: int
-    analyst_left_nanos: int
-    global_left_nanos: int
+__all__ = [
+    "Charge",
+    "EpochShortfall",
+    "LedgerRepository",
+    "OverBudget",
+    "ReleaseRecord",
+    "UnitMismatch",
+    "UnitSpend",
+]
 
 
 class OverBudget(StoreError):
@@ -72,8 +74,7 @@ class Charge:
     unit: str  # "epsilon" or "rho"
     cost_nanos: int
     epochs: tuple[int, ...]
-    analyst_cap_nanos: int
-    global_cap_nanos: int
+    budget: Budget  # the caps the charge must fit under on every epoch
     policy_sha256: str
     audit_detail: dict[str, Any]  # appended as the "release" audit entry, same transaction
 
@@ -81,13 +82,12 @@ class Charge:
         self, analyst_spent: dict[int, int], global_spent: dict[int, int]
     ) -> list[EpochShortfall]:
         """The epochs where this charge would pass the analyst cap or the global cap."""
-        found = []
-        for epoch in self.epochs:
-            mine = self.analyst_cap_nanos - analyst_spent.get(epoch, 0)
-            everyone = self.global_cap_nanos - global_spent.get(epoch, 0)
-            if self.cost_nanos > mine or self.cost_nanos > everyone:
-                found.append(EpochShortfall(epoch, max(mine, 0), max(everyone, 0)))
-        return found
+        cost = Cost(self.cost_nanos, self.budget.accounting)
+        if cost.unit != self.unit:
+            raise ValueError(
+                f"a charge in {self.unit} cannot be checked against caps in {cost.unit}"
+            )
+        return self.budget.shortfalls(cost, self.epochs, analyst_spent, global_spent)
 
 
 @dataclass(frozen=True)

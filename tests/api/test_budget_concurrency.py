@@ -15,6 +15,7 @@ from conftest import T0, Clock, make_settings
 from factories import event
 from fastapi.testclient import TestClient
 
+from privacy.budget import Budget, Cost
 from service.api.app import create_app
 from service.ops.tokens import create_token
 from service.store import open_store
@@ -51,8 +52,7 @@ def charge(
         unit="epsilon",
         cost_nanos=cost,
         epochs=epochs,
-        analyst_cap_nanos=analyst_cap,
-        global_cap_nanos=global_cap,
+        budget=Budget(Cost(analyst_cap, "pure"), Cost(global_cap, "pure")),
         policy_sha256="test",
         audit_detail={"metric": "event_count"},
     )

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from privacy.budget import MAX_NANOS, Cost
+from privacy.budget import MAX_NANOS, Budget, Cost, EpochShortfall
 
 nanos = st.integers(min_value=0, max_value=10**15)
 
@@ -151,3 +151,35 @@ def test_arithmetic_is_exact_integer_arithmetic(a: int, b: int, c: int) -> None:
     assert (x + y) + z == x + (y + z) == Cost(a + b + c, "pure")
     assert x + y - y == x
     assert (x < y) == (a < b)
+
+
+# -- Budget: the two caps a charge must fit under -------------------------------------
+
+
+def test_a_charge_that_fills_a_cap_exactly_fits_and_one_nano_more_does_not() -> None:
+    caps = Budget(analyst_cap=Cost.epsilon(1), global_cap=Cost.epsilon(3))
+    spent = {7: 700_000_000}
+    assert caps.shortfalls(Cost.epsilon("0.3"), [7], spent, spent) == []
+    short = caps.shortfalls(Cost(300_000_001, "pure"), [7, 8], spent, spent)
+    assert short == [EpochShortfall(7, 300_000_000, 2_300_000_000)]
+
+
+def test_the_global_cap_binds_when_other_analysts_spent_it() -> None:
+    caps = Budget(analyst_cap=Cost.epsilon(1), global_cap=Cost.epsilon(2))
+    short = caps.shortfalls(Cost.epsilon("0.5"), [1, 2], {}, {1: 1_800_000_000})
+    assert short == [EpochShortfall(1, 1_000_000_000, 200_000_000)]
+
+
+def test_what_is_left_never_goes_below_zero() -> None:
+    caps = Budget(analyst_cap=Cost.rho("0.5"), global_cap=Cost.rho(1))
+    mine, everyone = caps.left({1: 600_000_000, 2: 0}, {1: 600_000_000})
+    assert mine == {1: 0, 2: 500_000_000}
+    assert everyone == {1: 400_000_000}
+
+
+def test_caps_and_charges_of_different_accountings_never_mix() -> None:
+    with pytest.raises(TypeError, match="cannot combine"):
+        Budget(analyst_cap=Cost.epsilon(1), global_cap=Cost.rho(1))
+    caps = Budget(analyst_cap=Cost.epsilon(1), global_cap=Cost.epsilon(1))
+    with pytest.raises(TypeError, match="cannot charge"):
+        caps.shortfalls(Cost.rho("0.1"), [1], {}, {})

@@ -17,7 +17,7 @@ from privacy.budget import Cost
 from privacy.mechanisms import halfwidth_for
 from privacy.metrics import METRICS
 from privacy.policy import metrics_for
-from privacy.query import QueryError, QueryRequest, oldest_queryable_day, plan_query
+from privacy.query import NotGranted, QueryError, QueryRequest, oldest_queryable_day, plan_query
 
 
 def body(metric: str = "event_count", **extra: Any) -> dict[str, Any]:
@@ -56,7 +56,7 @@ def test_a_malformed_request_names_the_field(change: dict[str, Any], field: str)
     with pytest.raises(QueryError) as caught:
         QueryRequest.from_json(body(**change))
     assert field in str(caught.value)
-    assert caught.value.code == "invalid_query"
+    assert not isinstance(caught.value, NotGranted)
 
 
 def test_the_normalized_request_ignores_the_order_of_group_by_and_filters() -> None:
@@ -80,7 +80,7 @@ def test_the_normalized_request_ignores_the_order_of_group_by_and_filters() -> N
 
 def test_an_unknown_metric_lists_the_available_ones() -> None:
     error = refused(body("click_rate"))
-    assert "click_through_rate" in str(error) and error.code == "invalid_query"
+    assert "click_through_rate" in str(error) and not isinstance(error, NotGranted)
 
 
 def test_a_group_by_the_metric_does_not_allow_says_what_is_allowed() -> None:
@@ -99,7 +99,7 @@ def test_cohort_level_metrics_group_by_day_and_cohort_only(metric: str) -> None:
 def test_a_metric_not_granted_to_the_analyst_is_forbidden() -> None:
     strict = policy("strict")
     error = refused(body("edit_ratio", rho=0.01, epsilon=None), strict, "contractor")
-    assert error.code == "forbidden"
+    assert isinstance(error, NotGranted)
     assert "task_completion_rate" in str(error)
     assert plan(body("abandonment_rate", rho=0.01, epsilon=None), strict, "contractor")
 

@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from privacy.budget import Accounting, Budget, Cost
 from service.store.base import EVENT_COLUMNS, QUARANTINE_COLUMNS, Charge, WriteBatch
 
 DAY = 86_400
@@ -77,6 +78,7 @@ def charge(
     unit: str = "epsilon",
 ) -> Charge:
     """A charge as the query service makes one: ``cost`` nanos on every epoch of ``epochs``."""
+    accounting: Accounting = "pure" if unit == "epsilon" else "zcdp"
     return Charge(
         release_id="rel_" + uuid.uuid4().hex,
         analyst=analyst,
@@ -87,8 +89,7 @@ def charge(
         unit=unit,
         cost_nanos=cost,
         epochs=epochs,
-        analyst_cap_nanos=analyst_cap,
-        global_cap_nanos=global_cap,
+        budget=Budget(Cost(analyst_cap, accounting), Cost(global_cap, accounting)),
         policy_sha256=POLICY_SHA,
         audit_detail={"metric": "event_count"},
     )

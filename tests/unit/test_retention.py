@@ -18,6 +18,7 @@ from conftest import T0, Clock, make_settings
 from factories import event
 from fastapi.testclient import TestClient
 
+from privacy.budget import Budget, Cost
 from privacy.events import EVENT_TYPE_CODES, EventType
 from privacy.keyring import EpochExpired, Keyring, MasterKey
 from privacy.policy import load_policy
@@ -428,8 +429,7 @@ def test_budgets_of_epochs_past_every_retention_are_forgotten_with_their_data(
             unit="epsilon",
             cost_nanos=500_000_000,
             epochs=(epoch,),
-            analyst_cap_nanos=4_000_000_000,
-            global_cap_nanos=10_000_000_000,
+            budget=Budget(Cost.epsilon(4), Cost.epsilon(10)),
             policy_sha256="",
             audit_detail={"release_id": "rel_old"},
         )
