@@ -61,14 +61,14 @@ export class TacitServer {
   readonly dataDir: string;
   private env: NodeJS.ProcessEnv;
 
-  constructor() {
+  constructor(extraEnv: Record<string, string> = {}) {
     this.dataDir = mkdtempSync(join(tmpdir(), "tacit-sdk-e2e-"));
     const masterKey = execFileSync(PYTHON, [
       "-c", "from privacy.keyring import MasterKey; print(MasterKey.generate_base64())",
     ]).toString().trim(); // prettier-ignore
     const env: NodeJS.ProcessEnv = {};
     for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("TACIT_")) env[k] = v;
-    this.env = { ...env, TACIT_DATA_DIR: this.dataDir, TACIT_MASTER_KEY: masterKey, TACIT_POLICY: POLICY };
+    this.env = { ...env, TACIT_DATA_DIR: this.dataDir, TACIT_MASTER_KEY: masterKey, TACIT_POLICY: POLICY, ...extraEnv };
   }
 
   async start(): Promise<void> {

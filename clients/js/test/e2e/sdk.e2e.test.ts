@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Browser, BrowserContext, Page } from "playwright-core";
+import type { TacitEvent } from "../../src/types";
 import { browserMissing, gibberish, launch, PageServer, TacitServer, type StoredEvent } from "./harness";
 
 const TEXT = gibberish(600, 7); // the response whose copy is measured
@@ -32,6 +33,7 @@ ${body[q.get("layout") ?? "copy"]}
 }
 
 const run = browserMissing ? describe.skip : describe;
+const ofType = (events: StoredEvent[], type: string) => events.filter((e) => e.event_type === type);
 
 run("@tacit/browser against a real server in Chromium", () => {
   const tacit = new TacitServer();
@@ -67,7 +69,6 @@ run("@tacit/browser against a real server in Chromium", () => {
     return { page, context, bodies };
   }
 
-  const ofType = (events: StoredEvent[], type: string) => events.filter((e) => e.event_type === type);
 
   // The tab is hidden the way the browser reports it to the page: headless Chromium
   // keeps every tab "visible" (no minimise, no background tab), so the test sets
@@ -260,5 +261,78 @@ run("@tacit/browser against a real server in Chromium", () => {
       const r = await fetch(`${tacit.url}${path}`, { headers: { authorization: `Bearer ${key}` } });
       expect(r.status, path).toBe(403);
     }
+  });
+});
+
+run("@tacit/browser against a rate-limited server", () => {
+  // 20 events/s with a burst of 20: a page that makes 100 events at once is told
+  // 429 with Retry-After, and retries the same events until all are stored.
+  const tacit = new TacitServer({
+    TACIT_RATE_LIMIT_EVENTS_PER_S: "20",
+    TACIT_RATE_LIMIT_BURST_S: "1",
+    TACIT_MAX_BATCH_EVENTS: "20", // else the burst is one largest batch, 1000 events
+  });
+  const pages = new PageServer({ "/": layout });
+  let browser: Browser;
+
+  beforeAll(async () => {
+    await Promise.all([tacit.start(), pages.start()]);
+    browser = await launch();
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await Promise.all([tacit.stop(), pages.stop()]);
+  });
+
+  it("retries refused batches with the same ids and timestamps and a new sent_at, storing each event once", async () => {
+    const key = tacit.publishableKey("limited", [pages.origin]);
+    const context = await browser.newContext();
+    const sent: Array<{ status: number; events: TacitEvent[]; start: number; end: number; retryAfter: number }> = [];
+    context.on("requestfinished", async (r) => {
+      if (!r.url().startsWith(`${tacit.url}/v1/events`)) return;
+      const response = await r.response();
+      const t = r.timing(); // ms: startTime since the epoch, the others relative to it
+      sent.push({
+        status: response?.status() ?? 0,
+        events: JSON.parse(r.postData() ?? "{}").events ?? [],
+        start: t.startTime,
+        end: t.startTime + t.responseEnd,
+        retryAfter: Number((await response?.allHeaders())?.["retry-after"] ?? 0),
+      });
+    });
+    const page = await context.newPage();
+    const cfg = { endpoint: tacit.url, key, batchSize: 20, flushIntervalMs: 100, backoffMaxMs: 2000 };
+    await page.goto(`${pages.origin}/?layout=none&cfg=${encodeURIComponent(JSON.stringify(cfg))}`);
+    await page.evaluate(() => {
+      for (let i = 0; i < 100; i++) (window as any).tacit.edit({ edit_ratio: 0.5, queryId: "q-l", responseId: "r-l" });
+    });
+    const events = await tacit.waitStored("limited", (e) => e.length >= 100, 40_000);
+    await page.waitForTimeout(1000);
+    expect(ofType(tacit.stored("limited"), "edit")).toHaveLength(100);
+    expect(events).toHaveLength(100);
+    const stats = await page.evaluate(() => (window as any).tacit.getStats());
+    expect(stats).toMatchObject({ queued: 0, accepted: 100, duplicates: 0, failed: 0 });
+    expect(stats.retries).toBeGreaterThan(0);
+    // Some event went out more than once: same id and timestamp, a later sent_at, and
+    // not before the Retry-After of the 429 that refused it had passed.
+    sent.sort((a, b) => a.start - b.start);
+    const refused = sent.filter((s) => s.status === 429);
+    expect(refused.length).toBeGreaterThan(0);
+    for (const r of refused) {
+      expect(r.retryAfter).toBeGreaterThan(0);
+      const next = sent.find((s) => s.start > r.start)!;
+      expect(next.events[0].event_id).toBe(r.events[0].event_id);
+      expect(next.start - r.end).toBeGreaterThanOrEqual(r.retryAfter * 1000 - 50);
+    }
+    const attempts = new Map<string, TacitEvent[]>();
+    for (const s of sent) for (const e of s.events) attempts.set(e.event_id, [...(attempts.get(e.event_id) ?? []), e]);
+    const retried = [...attempts.values()].filter((a) => a.length > 1);
+    expect(retried.length).toBeGreaterThan(0);
+    for (const a of retried) {
+      expect(new Set(a.map((e) => e.timestamp)).size).toBe(1);
+      expect(a[a.length - 1].sent_at! > a[0].sent_at!).toBe(true);
+    }
+    await context.close();
   });
 });
