@@ -159,6 +159,10 @@ run("@tacit/browser against a real server in Chromium", () => {
     });
     expect(await page.evaluate(() => (window as any).tacit.getStats().queued)).toBeGreaterThanOrEqual(3);
     expect(bodies).toEqual([]); // nothing sent while the page was open
+    // Only the beacon can deliver now: fetch fails in this page from here on.
+    await page.evaluate(() => {
+      window.fetch = () => Promise.reject(new TypeError("fetch disabled by the test"));
+    });
     await page.close({ runBeforeUnload: true });
     const events = await tacit.waitStored("beacon", (e) => ofType(e, "edit").length >= 3);
     expect(ofType(events, "edit")).toEqual(Array(3).fill({ event_type: "edit", edit_ratio: 0.25 }));
