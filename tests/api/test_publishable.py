@@ -8,6 +8,7 @@ string, no header of its own. These tests send exactly those requests over HTTP.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -138,6 +139,29 @@ def test_a_beacon_with_the_key_in_the_query_string_and_a_text_body_is_stored(
     assert response.headers["access-control-allow-origin"] == PAGE
     assert "retry-after" in response.headers["access-control-expose-headers"]
     assert site.stored() == before + 1
+
+
+def test_events_posted_with_a_publishable_key_belong_to_its_source_only(
+    tmp_path: Path, master_key_b64: str
+) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    with Server(data_dir, master_key_b64) as server:
+        key = create_publishable(server, "shop-web", PAGE)  # its source: its name
+        body = json.dumps({"events": [event(at=datetime.now(UTC))]})
+        headers = {"Origin": PAGE, "Content-Type": "text/plain"}
+        with server.client() as client:
+            ok = client.post("/v1/events", params={"key": key}, content=body, headers=headers)
+        assert ok.status_code == 200, ok.text
+        db = sqlite3.connect(data_dir / "tacit.db")
+        try:
+            sources = db.execute(
+                "SELECT s.name, count(*) FROM events e JOIN sources s ON s.id = e.source_id "
+                "GROUP BY s.name"
+            ).fetchall()
+        finally:
+            db.close()
+    assert sources == [("shop-web", 1)]
 
 
 def test_a_fetch_with_the_key_as_bearer_and_json_is_stored(site: Site) -> None:
