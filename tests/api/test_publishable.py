@@ -8,6 +8,7 @@ string, no header of its own. These tests send exactly those requests over HTTP.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -140,6 +141,29 @@ def test_a_beacon_with_the_key_in_the_query_string_and_a_text_body_is_stored(
     assert site.stored() == before + 1
 
 
+def test_events_posted_with_a_publishable_key_belong_to_its_source_only(
+    tmp_path: Path, master_key_b64: str
+) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    with Server(data_dir, master_key_b64) as server:
+        key = create_publishable(server, "shop-web", PAGE)  # its source: its name
+        body = json.dumps({"events": [event(at=datetime.now(UTC))]})
+        headers = {"Origin": PAGE, "Content-Type": "text/plain"}
+        with server.client() as client:
+            ok = client.post("/v1/events", params={"key": key}, content=body, headers=headers)
+        assert ok.status_code == 200, ok.text
+        db = sqlite3.connect(data_dir / "tacit.db")
+        try:
+            sources = db.execute(
+                "SELECT s.name, count(*) FROM events e JOIN sources s ON s.id = e.source_id "
+                "GROUP BY s.name"
+            ).fetchall()
+        finally:
+            db.close()
+    assert sources == [("shop-web", 1)]
+
+
 def test_a_fetch_with_the_key_as_bearer_and_json_is_stored(site: Site) -> None:
     before = site.stored()
     response = site.post(bearer=site.key, content_type="application/json")
@@ -244,3 +268,63 @@ def test_no_key_or_token_reaches_the_log(site: Site) -> None:
     assert '"route": "/v1/events"' in log  # the access log is on and saw them
     for secret in (site.key, site.secret, site.key[4:20], site.secret[4:20]):
         assert secret not in log
+
+
+# --- rate limits: per key and per client address ----------------------------------------
+
+
+@pytest.fixture
+def limited(tmp_path: Path, master_key_b64: str) -> Iterator[Site]:
+    """A server whose publishable limits refuse a second request within ten seconds.
+
+    Rates of 0.1/s leave a bucket of one request (the burst is never below one), so the
+    second request is refused however slowly the machine runs the test."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    env = {
+        "TACIT_CORS_REFRESH_S": "0",
+        "TACIT_RATE_LIMIT_ADDRESS_REQUESTS_PER_S": "0.1",
+        "TACIT_RATE_LIMIT_PUBLISHABLE_REQUESTS_PER_S": "0.1",
+    }
+    with Server(data_dir, master_key_b64, env=env) as server:
+        yield Site(server)
+
+
+def post_from(site: Site, address: str) -> httpx.Response:
+    # uvicorn takes the client address a proxy on 127.0.0.1 forwards (FORWARDED_ALLOW_IPS).
+    body = json.dumps({"events": [event(at=datetime.now(UTC))]})
+    headers = {"Origin": PAGE, "Content-Type": "text/plain", "X-Forwarded-For": address}
+    with site.server.client() as client:
+        return client.post("/v1/events", params={"key": site.key}, content=body, headers=headers)
+
+
+def assert_limited(response: httpx.Response) -> None:
+    assert response.status_code == 429, response.text
+    assert response.json()["error"]["code"] == "too_many_requests"
+    assert 1 <= int(response.headers["retry-after"]) <= 10
+    assert response.headers["access-control-allow-origin"] == PAGE  # the page reads it
+    assert "retry-after" in response.headers["access-control-expose-headers"]
+
+
+def test_a_publishable_key_is_limited_per_client_address(limited: Site) -> None:
+    second_key = create_publishable(limited.server, "web2", PAGE)
+    assert post_from(limited, "203.0.113.7").status_code == 200
+    before = limited.stored()
+    assert_limited(post_from(limited, "203.0.113.7"))
+    assert limited.stored() == before  # a refused batch is not stored
+    # The same address with another key is refused too: the address's bucket is spent.
+    body = json.dumps({"events": [event(at=datetime.now(UTC))]})
+    headers = {"Origin": PAGE, "Content-Type": "text/plain", "X-Forwarded-For": "203.0.113.7"}
+    with limited.server.client() as client:
+        other = client.post("/v1/events", params={"key": second_key}, content=body, headers=headers)
+    assert_limited(other)
+    # A secret token from a server at that address is not limited by it.
+    secret = limited.server.create_token("ingest", "backend2", source="web")
+    with limited.server.client(secret, headers={"X-Forwarded-For": "203.0.113.7"}) as client:
+        ok = client.post("/v1/events", json={"events": [event(at=datetime.now(UTC))]})
+    assert ok.status_code == 200, ok.text
+
+
+def test_a_publishable_key_is_limited_across_all_addresses(limited: Site) -> None:
+    assert post_from(limited, "198.51.100.1").status_code == 200
+    assert_limited(post_from(limited, "198.51.100.2"))

@@ -15,9 +15,9 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
@@ -43,6 +43,10 @@ from service.ingest.errors import BadBatch, IngestError, NotStored
 from service.store.base import StoreUnavailable
 
 PATH = "/v1/events"
+KEY_PARAMETER = (
+    "a publishable key (tpk_...), for a browser's beacon, which can set no header; "
+    "never a secret token. Sent from a page the key lists (its Origin header)."
+)
 
 
 router = APIRouter(tags=["ingestion"])
@@ -99,6 +103,13 @@ def refusal(exc: IngestError) -> ApiError:
 @router.post(
     PATH,
     summary="Post a batch of 1-1000 events",
+    description=(
+        "With an ingest token (tct_...) in the Authorization header and the batch as "
+        "application/json. From a web page, with a publishable key (tpk_...) instead: as "
+        "Bearer or as the key query parameter, the same JSON as application/json or "
+        "text/plain, from an Origin the key lists; a secret token sent with an Origin "
+        "header is refused (403)."
+    ),
     responses={
         200: {"description": "Per-event outcome; sent only after the accepted events are durable."},
         # ingest() authenticates itself (it serves without FastAPI's dependencies).
@@ -113,7 +124,11 @@ def refusal(exc: IngestError) -> ApiError:
         ),
     },
 )
-async def post_events(request: Request) -> JSONResponse:
+async def post_events(
+    request: Request,
+    key: Annotated[str | None, Query(description=KEY_PARAMETER, max_length=128)] = None,
+) -> JSONResponse:
+    # ``key`` is documented here and read by ingest() from the query string itself.
     report = await ingest(get_state(request), request.headers, request.stream(), request.scope)
     return JSONResponse(report)
 
