@@ -272,7 +272,7 @@ run("@tacit/browser against a rate-limited server", () => {
   // 20 events/s with a burst of 20: a page that makes 100 events at once is told
   // 429 with Retry-After, and retries the same events until all are stored.
   const tacit = new TacitServer({
-    TACIT_RATE_LIMIT_EVENTS_PER_S: "20",
+    TACIT_RATE_LIMIT_PUBLISHABLE_EVENTS_PER_S: "20",
     TACIT_RATE_LIMIT_BURST_S: "1",
     TACIT_MAX_BATCH_EVENTS: "20", // else the burst is one largest batch, 1000 events
   });
