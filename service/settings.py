@@ -60,6 +60,16 @@ class Settings(BaseSettings):
     rate_limit_requests_per_s: float = Field(default=1000.0, ge=0)
     rate_limit_events_per_s: float = Field(default=50_000.0, ge=0)
     rate_limit_burst_s: float = Field(default=2.0, gt=0)
+    # Publishable keys (tpk_...): their own rates, and rates per client address for every
+    # request made with one (docs/deploy.md, "Publishable keys").
+    rate_limit_publishable_requests_per_s: float = Field(default=200.0, ge=0)
+    rate_limit_publishable_events_per_s: float = Field(default=5000.0, ge=0)
+    rate_limit_address_requests_per_s: float = Field(default=5.0, ge=0)
+    rate_limit_address_events_per_s: float = Field(default=200.0, ge=0)
+    # Publishable keys (browsers; docs/deploy.md): CORS preflights are cached by browsers
+    # for cors_max_age_s; the listed origins are re-read from the store every cors_refresh_s.
+    cors_max_age_s: int = Field(default=600, ge=0, le=86_400)
+    cors_refresh_s: float = Field(default=1.0, ge=0, le=3600)
     # Requests held at once (running or waiting for a slot); beyond it, 503 at once.
     max_in_flight: int = Field(default=512, ge=1)
     # Requests running at once per route class, so ingestion never takes analysts' slots

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from privacy.keyring import Keyring
 from privacy.policy import load_policy
 from service.api.body_limit import BodyLimit
+from service.api.cors import CorsMiddleware, ListedOrigins
 from service.api.deps import AppState, get_state, utc_now
 from service.api.errors import (
     ApiError,
@@ -27,7 +28,7 @@ from service.api.errors import (
 )
 from service.api.limits import LimitConfig, Limiter, LimitMiddleware, route_class
 from service.api.openapi import install as document_behaviour
-from service.api.routes import audit, events, health, policy, queries, subjects, ui
+from service.api.routes import audit, demo, events, health, policy, queries, subjects, ui
 from service.api.telemetry import LatencyMiddleware, Telemetry
 from service.ingest.ingestion import Ingestion, writer_for
 from service.ingest.pipeline import Ingestor
@@ -51,6 +52,7 @@ ROUTERS = [
     policy.router,
     queries.router,
     ui.router,
+    demo.router,
 ]
 
 
@@ -139,6 +141,9 @@ def create_app(
     app.add_middleware(LatencyMiddleware, telemetry=state.telemetry)
     limiter = state.limiter = Limiter(LimitConfig.from_settings(settings))
     app.add_middleware(LimitMiddleware, limiter=limiter, registry=state.telemetry.registry)
+    # Outside the limits, so that a 429 reaches a listed page with its CORS headers.
+    origins = ListedOrigins(state.store.tokens, settings.cors_refresh_s)
+    app.add_middleware(CorsMiddleware, origins=origins, max_age_s=settings.cors_max_age_s)
     app.add_middleware(RequestLogMiddleware, access_log=settings.access_log)  # outermost
     return app
 

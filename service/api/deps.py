@@ -11,7 +11,7 @@ from fastapi import Depends, Request
 
 from privacy.keyring import Keyring
 from privacy.policy import LoadedPolicy
-from service.api.auth import authenticate
+from service.api.auth import authenticate_route
 from service.api.errors import Forbidden, StoreUnavailableError, Unauthorized
 from service.api.telemetry import Telemetry
 from service.ingest.ingestion import Ingestion
@@ -79,7 +79,8 @@ class RoleCheck:
 
     def __call__(self, request: Request) -> Principal:
         state = get_state(request)
-        return authenticate(request.headers.get("authorization"), state.store.tokens, self.roles)
+        header, query = request.headers.get("authorization"), request.scope["query_string"]
+        return authenticate_route(header, query, state.store.tokens, self.roles)
 
 
 IngestPrincipal = Annotated[Principal, Depends(RoleCheck(Role.INGEST))]

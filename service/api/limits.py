@@ -22,6 +22,15 @@ known. A batch is admitted while the token's event bucket is not in debt and may
 it below zero; the next batches wait until the debt is paid back. The limits hold per
 worker process: with N workers a token may reach N times the configured rate.
 
+Publishable keys (``tpk_...``, service/ops/tokens.py), known by their prefix before any
+lookup, have rates of their own (``publishable_*``), usually lower than a server's token,
+and every request made with one is also charged to its **client address**
+(``address_*``): a leaked key then floods at most its own rates, and one browser (or a
+script posing as many) at most an address's. The key may come as the ``key`` query
+parameter (a beacon sets no header): it is found there too. The client address is the
+peer's, or the one a trusted proxy forwarded (uvicorn's ``FORWARDED_ALLOW_IPS``,
+docs/deploy.md).
+
 Everything here runs on the event loop thread, so plain counters need no locks.
 """
 
@@ -36,15 +45,18 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from urllib.parse import parse_qs
 
 from prometheus_client import CollectorRegistry, Counter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.errors import ApiError, TooManyRequests, Unavailable, render_error
+from service.ops.tokens import PUBLISHABLE_PREFIX
 from service.settings import Settings
 
 _METER = "tacit.meter"  # key of the request's event bucket in the ASGI scope's state
 _ANONYMOUS = b"anonymous"
+_PUBLISHABLE = PUBLISHABLE_PREFIX.encode()
 _MAX_BUCKETS = 10_000  # keys remembered; the least recently used is forgotten first
 
 
@@ -78,6 +90,10 @@ class LimitConfig:
     events_per_s: float = 50_000.0
     burst_s: float = 2.0
     max_batch_events: int = 1000
+    publishable_requests_per_s: float = 200.0
+    publishable_events_per_s: float = 5000.0
+    address_requests_per_s: float = 5.0
+    address_events_per_s: float = 200.0
     in_flight: int = 512
     running_ingest: int = 8
     running_query: int = 8
@@ -91,6 +107,10 @@ class LimitConfig:
             events_per_s=settings.rate_limit_events_per_s,
             burst_s=settings.rate_limit_burst_s,
             max_batch_events=settings.max_batch_events,
+            publishable_requests_per_s=settings.rate_limit_publishable_requests_per_s,
+            publishable_events_per_s=settings.rate_limit_publishable_events_per_s,
+            address_requests_per_s=settings.rate_limit_address_requests_per_s,
+            address_events_per_s=settings.rate_limit_address_events_per_s,
             in_flight=settings.max_in_flight,
             running_ingest=settings.max_running_ingest,
             running_query=settings.max_running_query,
@@ -158,30 +178,57 @@ class _Buckets:
         return bucket
 
 
+class _Rates:
+    """The request and event buckets of one kind of key (tokens, publishable keys, addresses)."""
+
+    def __init__(self, requests_per_s: float, events_per_s: float, config: LimitConfig) -> None:
+        burst = config.burst_s
+        self.requests = _Buckets(requests_per_s, max(1.0, requests_per_s * burst))
+        events_burst = max(float(config.max_batch_events), events_per_s * burst)
+        self.events = _Buckets(events_per_s, events_burst)
+
+    def admit(self, key: bytes, cls: RouteClass, now: float) -> tuple[float, TokenBucket | None]:
+        if self.requests.rate > 0:
+            wait = self.requests.get(key, now).take(1.0, now)
+            if wait:
+                return wait, None
+        if cls is not RouteClass.INGEST or self.events.rate <= 0:
+            return 0.0, None
+        events = self.events.get(key, now)
+        return events.wait_until_solvent(now), events
+
+
 class Limiter:
     """The admission decisions; the clock is injected (monotonic seconds)."""
 
     def __init__(self, config: LimitConfig, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.clock = clock
-        burst = config.burst_s
-        self._requests = _Buckets(config.requests_per_s, max(1.0, config.requests_per_s * burst))
-        events_burst = max(float(config.max_batch_events), config.events_per_s * burst)
-        self._events = _Buckets(config.events_per_s, events_burst)
+        self._tokens = _Rates(config.requests_per_s, config.events_per_s, config)
+        self._publishable = _Rates(
+            config.publishable_requests_per_s, config.publishable_events_per_s, config
+        )
+        self._addresses = _Rates(config.address_requests_per_s, config.address_events_per_s, config)
         self.pools = {cls: Pool(cap) for cls, cap in config.pool_caps().items()}
         self.held = 0  # requests running or waiting, every class
 
-    def admit_rate(self, key: bytes, cls: RouteClass) -> tuple[float, TokenBucket | None]:
-        """(seconds to wait, 0.0 if admitted; the event bucket to charge, for ingestion)."""
+    def admit_rate(
+        self, key: bytes, cls: RouteClass, address: bytes | None = None
+    ) -> tuple[float, tuple[TokenBucket, ...]]:
+        """(seconds to wait, 0.0 if admitted; the event buckets to charge, for ingestion).
+        With ``address`` (a publishable key's request) the key's publishable rates apply,
+        and the address's too."""
         now = self.clock()
-        if self.config.requests_per_s > 0:
-            wait = self._requests.get(key, now).take(1.0, now)
-            if wait:
-                return wait, None
-        if cls is not RouteClass.INGEST or self.config.events_per_s <= 0:
-            return 0.0, None
-        events = self._events.get(key, now)
-        return events.wait_until_solvent(now), events
+        if address is None:
+            wait, events = self._tokens.admit(key, cls, now)
+            return wait, () if events is None else (events,)
+        wait, by_key = self._publishable.admit(key, cls, now)
+        if wait:
+            return wait, ()
+        wait, by_address = self._addresses.admit(address, cls, now)
+        if wait:
+            return wait, ()
+        return 0.0, tuple(b for b in (by_key, by_address) if b is not None)
 
     async def acquire(self, cls: RouteClass) -> bool:
         """A running slot of ``cls``, waiting up to ``wait_s`` for one; False if none came
@@ -248,22 +295,38 @@ class Pool:
             self._waiters.remove(turn)
 
 
-def token_key(scope: Scope) -> bytes:
-    """The bucket key of a request: the digest of its bearer token, or one shared key."""
+def token_key(scope: Scope) -> tuple[bytes, bool]:
+    """The bucket key of a request: the digest of its bearer token (or of its ``key``
+    parameter), or one shared key; and whether that is a publishable key."""
+    token = b""
     for name, value in scope["headers"]:
         if name == b"authorization":
             scheme, _, token = value.partition(b" ")
-            token = token.strip()
-            if scheme.lower() == b"bearer" and 0 < len(token) <= 128:
-                return hashlib.sha256(token).digest()
+            token = token.strip() if scheme.lower() == b"bearer" else b""
             break
-    return _ANONYMOUS
+    else:
+        query: bytes = scope.get("query_string", b"")
+        if b"key=" in query:
+            token = _query_key(query)
+    if 0 < len(token) <= 128:
+        return hashlib.sha256(token).digest(), token.startswith(_PUBLISHABLE)
+    return _ANONYMOUS, False
+
+
+def _query_key(query: bytes) -> bytes:
+    values = parse_qs(query.decode("latin-1"), keep_blank_values=True).get("key")
+    return values[-1].encode("latin-1", "replace") if values else b""
+
+
+def client_address(scope: Scope) -> bytes:
+    client = scope.get("client")
+    return (client[0] if client else "unknown").encode()
 
 
 def charge_events(scope: Scope, count: int) -> None:
-    """Charge ``count`` parsed events to the calling token's event rate (ingestion)."""
-    bucket: TokenBucket | None = scope.get("state", {}).get(_METER)
-    if bucket is not None:
+    """Charge ``count`` parsed events to the calling token's event rates (ingestion)."""
+    buckets: tuple[TokenBucket, ...] = scope.get("state", {}).get(_METER, ())
+    for bucket in buckets:
         bucket.charge(count)
 
 
@@ -288,13 +351,16 @@ class LimitMiddleware:
         if cls is RouteClass.HEALTH:
             await self.app(scope, receive, send)
             return
-        wait, meter = self.limiter.admit_rate(token_key(scope), cls)
+        key, publishable = token_key(scope)
+        address = client_address(scope) if publishable else None
+        wait, meter = self.limiter.admit_rate(key, cls, address)
         if wait:
             self.refused.labels(cls.value, "rate").inc()
             seconds = max(1, math.ceil(wait))
+            who = "this key or this address is" if publishable else "this token is"
             await _refuse(
                 TooManyRequests(
-                    f"this token is over its rate limit: retry after {seconds} s "
+                    f"{who} over its rate limit: retry after {seconds} s "
                     "(send fewer, larger batches to ingest more events per request)",
                     headers={"Retry-After": str(seconds)},
                 ),
@@ -315,7 +381,7 @@ class LimitMiddleware:
                 send,
             )
             return
-        if meter is not None:
+        if meter:
             scope.setdefault("state", {})[_METER] = meter
         try:
             await self.app(scope, receive, send)

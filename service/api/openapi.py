@@ -67,7 +67,8 @@ _ENVELOPE = {
 _BEARER = {
     "type": "http",
     "scheme": "bearer",
-    "description": "a Tacit token (tct_...) of a role the operation allows",
+    "description": "a Tacit token (tct_...) of a role the operation allows; on POST "
+    "/v1/events also a publishable key (tpk_...) from one of its origins",
 }
 _RETRY_AFTER = {
     "Retry-After": {"description": "seconds to wait", "schema": {"type": "integer", "minimum": 1}}
@@ -214,4 +215,7 @@ def _events_body(components: dict[str, Any], max_batch_events: int) -> dict[str,
             }
         },
     }
+    # A publishable key may send the same JSON as text/plain too; that is said in the
+    # operation's description, not here: a secret token's text/plain is answered 415, and
+    # a body type valid for one kind of credential only cannot be written as a schema.
     return {"required": True, "content": {"application/json": {"schema": batch}}}

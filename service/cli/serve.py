@@ -154,6 +154,7 @@ def _serve(args: argparse.Namespace) -> int:
         from service.dev import demo
 
         seeding = demo.start(settings, policy_from(settings), demo.local_url(host, port))
+        demo.browser_key(settings, demo.demo_origins(host, port))  # the /demo chat page
     # Workers are separate processes: they read their settings from the environment.
     env = {
         "TACIT_DEV": "1" if settings.dev else "0",

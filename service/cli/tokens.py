@@ -24,6 +24,20 @@ def register(sub: Any) -> None:
         default=None,
         help="ingest tokens: the source its events belong to (default: the name)",
     )
+    create.add_argument(
+        "--publishable",
+        action="store_true",
+        help="ingest only: a write-only key for web pages (tpk_...), accepted only from "
+        "the --origin values given",
+    )
+    create.add_argument(
+        "--origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="with --publishable: a page origin the key is accepted from, exactly "
+        "scheme://host[:port] (repeat for several)",
+    )
     add_common(create)
     create.set_defaults(func=_create)
 
@@ -38,13 +52,23 @@ def register(sub: Any) -> None:
 
 
 def _create(args: argparse.Namespace) -> int:
+    if args.origin and not args.publishable:
+        raise CliError("--origin only applies with --publishable")
+    origins = args.origin if args.publishable else None
     store = store_from(settings_from(args))
     try:
-        token = create_token(store, args.name, Role(args.role), args.source)
+        token = create_token(store, args.name, Role(args.role), args.source, origins=origins)
     except TokenRefused as exc:
         raise CliError(str(exc)) from exc
     finally:
         store.close()
+    if args.publishable:
+        print(
+            f"created publishable ingest key {args.name!r} for {', '.join(args.origin)}; "
+            "it may ship in a page (it can only post events). Shown once:"
+        )
+        print(token)
+        return 0
     print(f"created {args.role} token {args.name!r}; it is shown once, store it now:")
     print(token)
     return 0
@@ -56,12 +80,14 @@ def _list(args: argparse.Namespace) -> int:
         rows = store.tokens.list()
     finally:
         store.close()
-    print(f"{'NAME':<24} {'ROLE':<11} {'SOURCE':<16} {'CREATED':<20} STATUS")
+    header = f"{'NAME':<24} {'ROLE':<11} {'KIND':<12} {'SOURCE':<16} {'CREATED':<20} "
+    print(header + f"{'STATUS':<24} ORIGINS")
     for t in rows:
         status = "active" if t.revoked_at is None else f"revoked {t.revoked_at:%Y-%m-%d %H:%M}"
+        kind = "publishable" if t.publishable else "secret"
         print(
-            f"{t.name:<24} {t.role.value:<11} {t.source or '-':<16} "
-            f"{t.created_at:%Y-%m-%d %H:%M:%S}  {status}"
+            f"{t.name:<24} {t.role.value:<11} {kind:<12} {t.source or '-':<16} "
+            f"{t.created_at:%Y-%m-%d %H:%M:%S}  {status:<24} {' '.join(t.origins or ()) or '-'}"
         )
     return 0
 

@@ -187,3 +187,43 @@ def _write(path: Path, value: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(value, indent=2) + "\n")
     tmp.replace(path)
+
+
+BROWSER_KEYS = "demo-keys.json"  # page origin -> the demo page's publishable key
+BROWSER_SOURCE = "dev-browser"
+
+
+def demo_origins(host: str, port: int) -> list[str]:
+    """The origins the demo page may be opened from: the server's, and localhost's twin."""
+    origins = [local_url(host, port)]
+    if host in ("", "0.0.0.0", "::", "127.0.0.1", "localhost"):  # noqa: S104 (compared)
+        origins = [f"http://127.0.0.1:{port}", f"http://localhost:{port}"]
+    return origins
+
+
+def browser_key(settings: Settings, origins: list[str]) -> str:
+    """The publishable key the /demo page posts with, made once per origin set and kept in
+    the data dir (a publishable key may ship in a page: it can only post events)."""
+    from service.ops.tokens import create_token
+    from service.store.base import Role
+
+    path = settings.data_dir / BROWSER_KEYS
+    keys = _read(path) or {}
+    known = {keys.get(o) for o in origins}
+    if len(known) == 1 and None not in known:
+        return str(known.pop())
+    store = open_store(settings.resolved_database_url)
+    try:
+        name = f"dev-browser-{len(keys) + 1}-{origins[0].rsplit(':', 1)[-1]}"
+        key = create_token(store, name, Role.INGEST, BROWSER_SOURCE, "dev-demo", origins=origins)
+    finally:
+        store.close()
+    _write(path, {**keys, **dict.fromkeys(origins, key)})
+    print(f"demo: the chat page at {origins[0]}/demo posts with publishable key {name}", flush=True)
+    return key
+
+
+def browser_config(data_dir: Path, origin: str) -> dict[str, str] | None:
+    """What the /demo page needs (endpoint and key) for a page on ``origin``, or None."""
+    key = (_read(data_dir / BROWSER_KEYS) or {}).get(origin)
+    return None if key is None else {"endpoint": origin, "key": str(key)}

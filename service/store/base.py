@@ -45,15 +45,26 @@ class TokenInfo:
     source: str | None
     created_at: datetime
     revoked_at: datetime | None
+    origins: tuple[str, ...] | None = None  # a publishable key's origins; None: secret
+
+    @property
+    def publishable(self) -> bool:
+        return self.origins is not None
 
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: resolved from a bearer token."""
+    """Who is calling: resolved from a bearer token (or a publishable key)."""
 
     name: str
     role: Role
     source_id: int | None = None
+    # A publishable key's origins (exact scheme://host[:port]); None for a secret token.
+    origins: frozenset[str] | None = None
+
+    @property
+    def publishable(self) -> bool:
+        return self.origins is not None
 
 
 # Column order of a stored event row (a plain tuple on the hot path).
@@ -143,10 +154,22 @@ class SaltRepository(SaltVault, Protocol):
 
 class TokenRepository(Protocol):
     def create(
-        self, name: str, role: Role, digest: bytes, source: str | None, now: datetime, actor: str
-    ) -> None: ...
+        self,
+        name: str,
+        role: Role,
+        digest: bytes,
+        source: str | None,
+        now: datetime,
+        actor: str,
+        *,
+        origins: Sequence[str] | None = None,
+    ) -> None:
+        """Store a token's digest; ``origins`` (a publishable key's) is None for a secret."""
 
     def principal(self, digest: bytes) -> Principal | None: ...
+
+    def publishable_origins(self) -> frozenset[str]:
+        """Every origin listed by some active publishable key (for CORS preflights)."""
 
     def list(self) -> list[TokenInfo]: ...
 

@@ -30,8 +30,19 @@ from service.ops.tokens import create_token
 from service.store.base import Role
 
 DAY = (T0 - timedelta(days=1)).date().isoformat()
-CALLERS = ("none", "ingest", "analyst", "compliance", "admin", "revoked", "malformed")
-ROLES = frozenset({"ingest", "analyst", "compliance", "admin"})
+CALLERS = (
+    "none",
+    "ingest",
+    "analyst",
+    "compliance",
+    "admin",
+    "revoked",
+    "malformed",
+    "publishable",  # a page's write-only key, sent from its listed origin
+    "publishable-query",  # the same key as a beacon sends it: ?key=
+)
+ROLES = frozenset({"ingest", "analyst", "compliance", "admin", "publishable", "publishable-query"})
+PAGE = "https://app.example.com"
 PUBLIC = ROLES | {"none", "revoked", "malformed"}
 
 
@@ -60,9 +71,16 @@ ROUTES: dict[tuple[str, str], Row] = {
     ("GET", "/ui"): Row(PUBLIC),
     ("GET", "/ui/"): Row(PUBLIC),
     ("GET", "/ui/{name}"): Row(PUBLIC, path="/ui/app.js"),
+    # The demo chat page (make run): static files; its publishable key, made only by
+    # `serve --dev --demo`, can only post events (none here: the config is 404).
+    ("GET", "/demo"): Row(PUBLIC),
+    ("GET", "/demo/"): Row(PUBLIC),
+    ("GET", "/demo/config.json"): Row(PUBLIC, 404),
+    ("GET", "/demo/{name}"): Row(PUBLIC, path="/demo/demo.js"),
     # Apps.
     ("POST", "/v1/events"): Row(
-        frozenset({"ingest"}), request=lambda: {"json": {"events": [event(at=T0)]}}
+        frozenset({"ingest", "publishable", "publishable-query"}),
+        request=lambda: {"json": {"events": [event(at=T0)]}},
     ),
     # Analysts.
     ("GET", "/v1/metrics"): Row(frozenset({"analyst"})),
@@ -91,7 +109,14 @@ class Matrix:
     """One app, a token per role, a revoked admin token and a malformed header."""
 
     def __init__(self, tmp_path: Path) -> None:
-        settings = make_settings(tmp_path, MasterKey.generate_base64())
+        # Authorization only: the publishable key's per-address limit (every request
+        # here comes from one address) is tested in api/test_publishable.py.
+        settings = make_settings(
+            tmp_path,
+            MasterKey.generate_base64(),
+            rate_limit_address_requests_per_s=0,
+            rate_limit_address_events_per_s=0,
+        )
         self.app = create_app(settings, clock=Clock())
         store = self.app.state.tacit.store
         self.headers: dict[str, dict[str, str]] = {"none": {}}
@@ -103,6 +128,10 @@ class Matrix:
         store.tokens.revoke("t-revoked", T0, "test")
         self.headers["revoked"] = {"Authorization": f"Bearer {revoked}"}
         self.headers["malformed"] = {"Authorization": "Token tct_not-a-bearer-token"}
+        key = create_token(store, "t-page", Role.INGEST, "app", origins=[PAGE])
+        self.headers["publishable"] = {"Authorization": f"Bearer {key}", "Origin": PAGE}
+        self.headers["publishable-query"] = {"Origin": PAGE}
+        self.params: dict[str, dict[str, str]] = {"publishable-query": {"key": key}}
         self.client = TestClient(self.app, follow_redirects=False)
 
 
@@ -133,7 +162,11 @@ def test_each_caller_gets_the_status_the_table_says(
 ) -> None:
     row = ROUTES[(method, template)]
     response = matrix.client.request(
-        method, row.path or template, headers=matrix.headers[caller], **row.request()
+        method,
+        row.path or template,
+        headers=matrix.headers[caller],
+        params=matrix.params.get(caller),
+        **row.request(),
     )
     assert response.status_code == expected(row, caller), response.text[:300]
     if response.status_code in (401, 403):

@@ -66,8 +66,40 @@ def test_a_limiter_keeps_one_request_bucket_per_token() -> None:
 
 def test_a_full_batch_always_fits_an_event_bucket_however_low_the_rate() -> None:
     limiter = Limiter(LimitConfig(events_per_s=1.0, max_batch_events=1000), FakeClock())
-    wait, bucket = limiter.admit_rate(b"a", RouteClass.INGEST)
-    assert wait == 0.0 and bucket is not None and bucket.level == 1000.0
+    wait, (bucket,) = limiter.admit_rate(b"a", RouteClass.INGEST)
+    assert wait == 0.0 and bucket.level == 1000.0
+
+
+def test_a_publishable_key_draws_on_its_own_rate_and_on_its_address() -> None:
+    config = LimitConfig(
+        requests_per_s=1000.0,
+        publishable_requests_per_s=3.0,
+        address_requests_per_s=1.0,
+        burst_s=1.0,
+    )
+    limiter = Limiter(config, FakeClock())
+    # One address: refused after its one request, though the key has two more to give.
+    first, second = (limiter.admit_rate(b"k", RouteClass.INGEST, b"10.0.0.1") for _ in range(2))
+    assert first[0] == 0.0 and second[0] == pytest.approx(1.0)
+    # Other addresses: the key's own rate (3 per second, the refused request included)
+    # is what refuses them from the fourth request on.
+    waits = [
+        limiter.admit_rate(b"k", RouteClass.INGEST, f"10.0.1.{i}".encode())[0] for i in range(3)
+    ]
+    assert [w > 0 for w in waits] == [False, True, True]
+    # A secret token of the same digest space is untouched by either.
+    assert limiter.admit_rate(b"t", RouteClass.INGEST)[0] == 0.0
+
+
+def test_a_publishable_batch_is_charged_to_the_key_and_to_the_address() -> None:
+    config = LimitConfig(publishable_events_per_s=100.0, address_events_per_s=10.0, burst_s=1.0)
+    limiter = Limiter(config, FakeClock())
+    wait, buckets = limiter.admit_rate(b"k", RouteClass.INGEST, b"10.0.0.1")
+    assert wait == 0.0 and len(buckets) == 2
+    for bucket in buckets:
+        bucket.charge(1000)  # one full batch
+    assert limiter.admit_rate(b"k", RouteClass.INGEST, b"10.0.0.1")[0] > 0  # address in debt
+    assert limiter.admit_rate(b"k", RouteClass.INGEST, b"10.0.0.2")[0] > 0  # key in debt too
 
 
 def test_each_route_class_has_its_own_pool_of_running_slots() -> None:

@@ -95,3 +95,50 @@ def test_token_changes_are_audited_without_the_token(store: Store) -> None:
         ("token_revoked", "admin-1"),
     ]
     assert digest("secret").hex() not in repr(entries)
+
+
+# --- publishable keys ------------------------------------------------------------------
+
+PAGES = ["https://app.example.com", "http://localhost:5173"]
+
+
+def test_a_publishable_key_resolves_with_its_origins_and_source(store: Store) -> None:
+    store.tokens.create("web", Role.INGEST, digest("k1"), "web", NOW, "cli", origins=PAGES)
+    principal = store.tokens.principal(digest("k1"))
+    assert principal is not None and principal.publishable
+    assert principal.origins == frozenset(PAGES)
+    assert principal.role is Role.INGEST and principal.source_id is not None
+
+
+def test_a_secret_token_resolves_without_origins(store: Store) -> None:
+    store.tokens.create("app", Role.INGEST, digest("t1"), "web", NOW, "cli")
+    principal = store.tokens.principal(digest("t1"))
+    assert principal is not None and not principal.publishable and principal.origins is None
+
+
+def test_the_listing_shows_kind_and_origins_never_the_key(store: Store) -> None:
+    store.tokens.create("web", Role.INGEST, digest("k1"), "web", NOW, "cli", origins=PAGES)
+    store.tokens.create("app", Role.INGEST, digest("t1"), "web", NOW, "cli")
+    listed = {t.name: t for t in store.tokens.list()}
+    assert listed["web"].publishable and listed["web"].origins == tuple(sorted(PAGES))
+    assert not listed["app"].publishable and listed["app"].origins is None
+    assert digest("k1").hex() not in repr(listed)
+
+
+def test_listed_origins_are_those_of_active_publishable_keys_only(store: Store) -> None:
+    assert store.tokens.publishable_origins() == frozenset()
+    store.tokens.create("web", Role.INGEST, digest("k1"), "web", NOW, "cli", origins=PAGES[:1])
+    store.tokens.create("dev", Role.INGEST, digest("k2"), "web", NOW, "cli", origins=PAGES[1:])
+    store.tokens.create("app", Role.INGEST, digest("t1"), "web", NOW, "cli")
+    assert store.tokens.publishable_origins() == frozenset(PAGES)
+    store.tokens.revoke("dev", NOW, "cli")
+    assert store.tokens.publishable_origins() == frozenset(PAGES[:1])
+    assert store.tokens.principal(digest("k2")) is None
+
+
+def test_a_publishable_key_creation_is_audited_with_its_origins(store: Store) -> None:
+    store.tokens.create("web", Role.INGEST, digest("k1"), "web", NOW, "cli", origins=PAGES)
+    [entry] = store.audit.page(0, 10)
+    assert entry.kind == "token_created"
+    assert entry.detail["origins"] == sorted(PAGES)
+    assert digest("k1").hex() not in repr(entry)

@@ -15,15 +15,15 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.api.auth import authenticate
+from service.api.auth import authenticate_ingest, query_key
 from service.api.body_limit import read_body
 from service.api.deps import AppState, get_state
 from service.api.errors import (
@@ -40,10 +40,13 @@ from service.api.errors import (
 from service.api.limits import RouteClass, charge_events
 from service.api.openapi import raises
 from service.ingest.errors import BadBatch, IngestError, NotStored
-from service.store.base import Role, StoreUnavailable
+from service.store.base import StoreUnavailable
 
 PATH = "/v1/events"
-_INGEST = frozenset({Role.INGEST})
+KEY_PARAMETER = (
+    "a publishable key (tpk_...), for a browser's beacon, which can set no header; "
+    "never a secret token. Sent from a page the key lists (its Origin header)."
+)
 
 
 router = APIRouter(tags=["ingestion"])
@@ -55,10 +58,11 @@ async def ingest(
     """Serve one POST /v1/events: the batch report, or an :class:`ApiError`."""
     try:
         # 401/403, then 415, then the body: nothing is read for a caller we will refuse.
-        principal = authenticate(headers.get("authorization"), state.store.tokens, _INGEST)
-        content_type = headers.get("content-type", "")
-        if content_type.split(";")[0].strip().lower() != "application/json":
-            raise UnsupportedMediaType("send the batch as Content-Type: application/json")
+        key = query_key(scope.get("query_string", b""))
+        principal = authenticate_ingest(
+            headers.get("authorization"), key, headers.get("origin"), state.store.tokens
+        )
+        check_media_type(headers.get("content-type", ""), principal.publishable)
         body = await read_body(
             headers, chunks, state.settings.max_body_bytes, "send smaller batches"
         )
@@ -74,6 +78,19 @@ async def ingest(
     return report.as_dict()
 
 
+def check_media_type(content_type: str, publishable: bool) -> None:
+    """JSON, always; on the publishable path the same JSON may come as text/plain, the
+    only type a beacon (or a fetch without a CORS preflight) can send a string as."""
+    media = content_type.split(";")[0].strip().lower()
+    if media == "application/json" or (publishable and media == "text/plain"):
+        return
+    if publishable:
+        raise UnsupportedMediaType(
+            "send the batch as Content-Type: application/json or text/plain (a JSON body)"
+        )
+    raise UnsupportedMediaType("send the batch as Content-Type: application/json")
+
+
 def refusal(exc: IngestError) -> ApiError:
     """The HTTP answer to a batch refused as a whole: the one place ingest errors map."""
     if isinstance(exc, BadBatch):
@@ -86,6 +103,13 @@ def refusal(exc: IngestError) -> ApiError:
 @router.post(
     PATH,
     summary="Post a batch of 1-1000 events",
+    description=(
+        "With an ingest token (tct_...) in the Authorization header and the batch as "
+        "application/json. From a web page, with a publishable key (tpk_...) instead: as "
+        "Bearer or as the key query parameter, the same JSON as application/json or "
+        "text/plain, from an Origin the key lists; a secret token sent with an Origin "
+        "header is refused (403)."
+    ),
     responses={
         200: {"description": "Per-event outcome; sent only after the accepted events are durable."},
         # ingest() authenticates itself (it serves without FastAPI's dependencies).
@@ -100,7 +124,11 @@ def refusal(exc: IngestError) -> ApiError:
         ),
     },
 )
-async def post_events(request: Request) -> JSONResponse:
+async def post_events(
+    request: Request,
+    key: Annotated[str | None, Query(description=KEY_PARAMETER, max_length=128)] = None,
+) -> JSONResponse:
+    # ``key`` is documented here and read by ingest() from the query string itself.
     report = await ingest(get_state(request), request.headers, request.stream(), request.scope)
     return JSONResponse(report)
 

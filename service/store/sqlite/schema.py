@@ -161,4 +161,9 @@ MIGRATIONS: list[list[str]] = [
         """ALTER TABLE events ADD COLUMN thumbs TEXT""",
         """ALTER TABLE events ADD COLUMN rating INTEGER""",
     ],
+    # Publishable (browser) keys: the origins they are accepted from, as a JSON array of
+    # exact scheme://host[:port] strings; NULL for a secret token (service/ops/tokens.py).
+    [
+        """ALTER TABLE tokens ADD COLUMN origins TEXT""",
+    ],
 ]
