@@ -186,8 +186,8 @@ MIGRATIONS: list[list[str]] = [
         """ALTER TABLE events ADD COLUMN thumbs text""",
         """ALTER TABLE events ADD COLUMN rating integer""",
     ],
-    # Publishable (browser) keys' origins (mirrors the SQLite migration that adds them): a JSON array of
-    # exact scheme://host[:port] strings; NULL for a secret token.
+    # Publishable (browser) keys' origins (mirrors the SQLite migration that adds them): a
+    # JSON array of exact scheme://host[:port] strings; NULL for a secret token.
     [
         """ALTER TABLE tokens ADD COLUMN origins text""",
     ],
