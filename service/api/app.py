@@ -31,6 +31,8 @@ from service.api.routes import audit, events, health, policy, queries, subjects,
 from service.api.telemetry import LatencyMiddleware, Telemetry
 from service.ingest.ingestion import Ingestion, writer_for
 from service.ingest.pipeline import Ingestor
+from service.lake.sealer import SealSchedule
+from service.lake.setup import queries_for, sealer_for
 from service.logging import RequestLogMiddleware, current_request_id
 from service.ops.accounting import check_ledger_unit
 from service.ops.retention import RetentionSchedule, Sweeper
@@ -83,7 +85,13 @@ def build_state(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
     telemetry = Telemetry()
     ingestion = Ingestion(ingestor, telemetry, settings.max_batch_events)
     state = AppState(settings, loaded, store, keyring, ingestion, telemetry, clock)
-    engine = QueryEngine(store, loaded.policy)
+    try:
+        lake_queries = queries_for(settings, store)
+    except BaseException:
+        store.close()
+        raise
+    state.lake = None if lake_queries is None else lake_queries.lake
+    engine = QueryEngine(store, loaded.policy, lake_queries)
     state.queries = QueryService(
         store,
         loaded,
@@ -110,9 +118,20 @@ def create_app(
         )
         state.retention = schedule
         schedule.start()
+        sealing = None
+        if state.lake is not None:
+            sealing = state.sealing = SealSchedule(
+                sealer_for(settings, state.store),
+                settings.seal_interval_s,
+                settings.lake_compact_interval_s,
+                state.clock,
+            )
+            sealing.start()
         try:
             yield
         finally:
+            if sealing is not None:
+                sealing.stop()
             schedule.stop()
             writer.close()
             state.store.close()

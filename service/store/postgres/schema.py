@@ -178,4 +178,9 @@ MIGRATIONS: list[list[str]] = [
         WHERE k.analyst = b.analyst AND k.epoch = b.epoch""",
         """ALTER TABLE budget_spend ALTER COLUMN unit SET NOT NULL""",
     ],
+    # The hot tier's sealing mark (mirrors SQLite migration 5, which says why).
+    [
+        """ALTER TABLE events ADD COLUMN seal_batch bigint""",
+        """CREATE INDEX events_sealing ON events (seal_batch) WHERE seal_batch IS NOT NULL""",
+    ],
 ]

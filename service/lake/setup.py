@@ -1,0 +1,34 @@
+"""The lake as the settings configure it: the table, the sealer, the query repository."""
+
+from __future__ import annotations
+
+from service.lake.engine import LakeQueries
+from service.lake.sealer import Sealer
+from service.lake.table import Lake
+from service.settings import ConfigError, Settings
+from service.store.base import Store
+
+
+def lake_for(settings: Settings) -> Lake:
+    return Lake(settings.resolved_lake_uri)
+
+
+def sealer_for(settings: Settings, store: Store) -> Sealer:
+    return Sealer(store, lake_for(settings), settings.seal_batch_rows)
+
+
+def queries_for(settings: Settings, store: Store) -> LakeQueries | None:
+    """The lake's query repository for the ``duckdb`` engine; None for ``rowstore``.
+
+    The row store cannot answer for events already sealed: refuse to start on it then,
+    rather than answer from part of the data.
+    """
+    lake = lake_for(settings)
+    if settings.query_engine == "rowstore":
+        if not lake.snapshot().empty:
+            raise ConfigError(
+                f"TACIT_QUERY_ENGINE=rowstore, but the lake at {lake.uri} holds sealed "
+                "events the row store cannot read: use the duckdb engine (the default)"
+            )
+        return None
+    return LakeQueries(store, lake, settings.duckdb_threads or None)

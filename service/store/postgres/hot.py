@@ -1,0 +1,89 @@
+"""The hot tier in PostgreSQL: events not sealed into the lake yet (service/lake/sealer.py).
+
+As in SQLite (service/store/sqlite/hot.py, which says why a crash loses nothing): a batch
+is claimed by writing its number into ``seal_batch``, copied into the lake, then deleted.
+Rows of transactions not committed yet are invisible to the claim and go in a later
+batch. The one lake writer among all nodes is chosen by a session advisory lock, held on
+its own connection for as long as the lake work lasts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from service.store.base import EVENT_COLUMNS
+from service.store.postgres.db import LOCK_SPACE, Database
+
+_SELECT = ", ".join(EVENT_COLUMNS)
+LOCK_LAKE = 6
+DELETE_CHUNK = 20_000
+
+
+class PostgresHot:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def pending(self) -> int | None:
+        with self._db.read() as conn:
+            row = conn.execute(
+                "SELECT max(seal_batch) FROM events WHERE seal_batch IS NOT NULL"
+            ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def claim(self, batch: int, limit: int) -> int:
+        with self._db.write() as conn:
+            cur = conn.execute(
+                "UPDATE events SET seal_batch = %s WHERE (tableoid, ctid) IN "
+                "(SELECT tableoid, ctid FROM events WHERE seal_batch IS NULL LIMIT %s "
+                "FOR UPDATE SKIP LOCKED)",
+                (batch, limit),
+            )
+            return cur.rowcount
+
+    def batch_rows(self, batch: int) -> list[tuple[Any, ...]]:
+        with self._db.read() as conn:
+            return conn.execute(
+                f"SELECT {_SELECT} FROM events WHERE seal_batch = %s", (batch,)
+            ).fetchall()
+
+    def release(self, through: int) -> int:
+        deleted = 0
+        while True:
+            with self._db.write() as conn:
+                n = conn.execute(
+                    "DELETE FROM events WHERE (tableoid, ctid) IN (SELECT tableoid, ctid "
+                    "FROM events WHERE seal_batch IS NOT NULL AND seal_batch <= %s LIMIT %s)",
+                    (through, DELETE_CHUNK),
+                ).rowcount
+            deleted += n
+            if n < DELETE_CHUNK:
+                return deleted
+
+    def snapshot(self) -> list[tuple[Any, ...]]:
+        with self._db.read() as conn:
+            return conn.execute(f"SELECT {_SELECT}, seal_batch FROM events").fetchall()
+
+    def count(self) -> int:
+        with self._db.read() as conn:
+            row = conn.execute("SELECT count(*) FROM events").fetchone()
+        return 0 if row is None else int(row[0])
+
+    @contextmanager
+    def lake_lock(self, wait: bool = True) -> Iterator[bool]:
+        """The one lake writer among all nodes: a session advisory lock on its own connection."""
+        with self._db.session() as conn:
+            if wait:
+                conn.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_SPACE, LOCK_LAKE))
+            else:
+                row = conn.execute(
+                    "SELECT pg_try_advisory_lock(%s, %s)", (LOCK_SPACE, LOCK_LAKE)
+                ).fetchone()
+                if row is None or not row[0]:
+                    yield False
+                    return
+            try:
+                yield True
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_SPACE, LOCK_LAKE))

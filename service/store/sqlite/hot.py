@@ -1,0 +1,90 @@
+"""The hot tier in SQLite: events not sealed into the lake yet (service/lake/sealer.py).
+
+A seal batch is claimed by writing its number into ``seal_batch`` of up to ``limit``
+unclaimed rows, oldest first (one short write transaction); the sealer then copies the
+batch into the lake and finally deletes it here. The lake commit carries the batch
+number, so a crash at any point leaves either an unclaimed row, a claimed row whose
+batch the lake lacks (copied again) or one it holds (only deleted): never a loss, never
+a second copy.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from service.store.base import EVENT_COLUMNS
+from service.store.sqlite.db import Database
+
+_SELECT = ", ".join(EVENT_COLUMNS)
+DELETE_CHUNK = 20_000
+
+
+class SQLiteHot:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def pending(self) -> int | None:
+        with self._db.read() as conn:
+            row = conn.execute(
+                "SELECT max(seal_batch) FROM events WHERE seal_batch IS NOT NULL"
+            ).fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def claim(self, batch: int, limit: int) -> int:
+        with self._db.write() as conn:
+            return conn.execute(
+                "UPDATE events SET seal_batch = ? WHERE id IN "
+                "(SELECT id FROM events WHERE seal_batch IS NULL ORDER BY id LIMIT ?)",
+                (batch, limit),
+            ).rowcount
+
+    def batch_rows(self, batch: int) -> list[tuple[Any, ...]]:
+        with self._db.read() as conn:
+            return conn.execute(
+                f"SELECT {_SELECT} FROM events WHERE seal_batch = ?", (batch,)
+            ).fetchall()
+
+    def release(self, through: int) -> int:
+        deleted = 0
+        while True:
+            with self._db.write() as conn:
+                n = conn.execute(
+                    "DELETE FROM events WHERE id IN (SELECT id FROM events "
+                    "WHERE seal_batch IS NOT NULL AND seal_batch <= ? LIMIT ?)",
+                    (through, DELETE_CHUNK),
+                ).rowcount
+            deleted += n
+            if n < DELETE_CHUNK:
+                return deleted
+
+    def snapshot(self) -> list[tuple[Any, ...]]:
+        with self._db.read() as conn:
+            return conn.execute(f"SELECT {_SELECT}, seal_batch FROM events").fetchall()
+
+    def count(self) -> int:
+        with self._db.read() as conn:
+            return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+
+    @contextmanager
+    def lake_lock(self, wait: bool = True) -> Iterator[bool]:
+        """The one lake writer at a time, across processes: a lock file beside the database.
+
+        Yields False (holding nothing) when ``wait`` is False and another process holds it.
+        """
+        fd = os.open(f"{self._db.path}.lakelock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
