@@ -32,7 +32,7 @@ from service.api.telemetry import LatencyMiddleware, Telemetry
 from service.ingest.ingestion import Ingestion, writer_for
 from service.ingest.pipeline import Ingestor
 from service.lake.sealer import SealSchedule
-from service.lake.setup import queries_for, sealer_for
+from service.lake.setup import queries_for, sealer_for, upkeep_for
 from service.logging import RequestLogMiddleware, current_request_id
 from service.ops.accounting import check_ledger_unit
 from service.ops.retention import RetentionSchedule, Sweeper
@@ -91,6 +91,7 @@ def build_state(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
         store.close()
         raise
     state.lake = None if lake_queries is None else lake_queries.lake
+    state.lake_upkeep = upkeep_for(settings, store)
     engine = QueryEngine(store, loaded.policy, lake_queries)
     state.queries = QueryService(
         store,
@@ -112,7 +113,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         writer = state.ingestion.writer = writer_for(settings, state.store.events)
-        sweeper = Sweeper(state.store, state.policy.policy, keyring=state.keyring)
+        sweeper = Sweeper(
+            state.store, state.policy.policy, keyring=state.keyring, lake=state.lake_upkeep
+        )
         schedule = RetentionSchedule(
             sweeper, state.store, state.clock, settings.retention_interval_s
         )

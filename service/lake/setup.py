@@ -5,6 +5,7 @@ from __future__ import annotations
 from service.lake.engine import LakeQueries
 from service.lake.sealer import Sealer
 from service.lake.table import Lake
+from service.lake.upkeep import LakeUpkeep
 from service.settings import ConfigError, Settings
 from service.store.base import Store
 
@@ -32,3 +33,12 @@ def queries_for(settings: Settings, store: Store) -> LakeQueries | None:
             )
         return None
     return LakeQueries(store, lake, settings.duckdb_threads or None)
+
+
+def upkeep_for(settings: Settings, store: Store) -> LakeUpkeep | None:
+    """Retention and erasure for the lake: whenever the duckdb engine is on, or a lake
+    exists (its rows must obey retention and erasure whichever engine answers)."""
+    lake = lake_for(settings)
+    if settings.query_engine == "rowstore" and lake.table() is None:
+        return None
+    return LakeUpkeep(store, lake)

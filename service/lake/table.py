@@ -200,7 +200,17 @@ class Lake:
         assert dt is not None
         dt.create_checkpoint()
         dt.cleanup_metadata()
+        self._drop_empty_partitions()
         return len(removed)
+
+    def _drop_empty_partitions(self) -> None:
+        """On a local filesystem, remove the directories of epochs left without a file."""
+        root = Path(self.uri.removeprefix("file://"))
+        if "://" in self.uri.removeprefix("file://") or not root.is_dir():
+            return
+        for directory in root.glob("epoch=*"):
+            if directory.is_dir() and not any(directory.iterdir()):
+                directory.rmdir()
 
 
 def _meta(what: str) -> CommitProperties:
