@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -104,6 +105,11 @@ def build_state(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
     return state
 
 
+def _lake_gauges(telemetry: Telemetry, status: dict[str, Any]) -> None:
+    telemetry.lake_seal_lag.set(status["seal_lag_seconds"])
+    telemetry.lake_rows_hot.set(status["rows_hot"])
+
+
 def create_app(
     settings: Settings | None = None, *, clock: Callable[[], datetime] = utc_now
 ) -> FastAPI:
@@ -124,10 +130,11 @@ def create_app(
         sealing = None
         if state.lake is not None:
             sealing = state.sealing = SealSchedule(
-                sealer_for(settings, state.store),
+                sealer_for(settings, state.store, state.clock),
                 settings.seal_interval_s,
                 settings.lake_compact_interval_s,
                 state.clock,
+                on_status=lambda status: _lake_gauges(state.telemetry, status),
             )
             sealing.start()
         try:

@@ -23,8 +23,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
+from service.lake.status import lake_status
 from service.lake.table import Lake
 from service.store.base import Store
 
@@ -59,12 +61,19 @@ class SealReport:
 class Sealer:
     """Seals hot events into ``lake``. Library object: the CLI and the schedule call it."""
 
-    def __init__(self, store: Store, lake: Lake, batch_rows: int = BATCH_ROWS) -> None:
+    def __init__(
+        self,
+        store: Store,
+        lake: Lake,
+        batch_rows: int = BATCH_ROWS,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         if batch_rows < 1:
             raise ValueError("batch_rows must be at least 1")
         self.store = store
         self.lake = lake
         self.batch_rows = batch_rows
+        self.clock = clock
 
     def seal(
         self,
@@ -93,6 +102,8 @@ class Sealer:
                 if progress is not None:
                     progress(moved)
             report.watermark = self.lake.sealed_batch()
+            if report.rows or report.recovered:
+                self.store.hot.note("seal", _ms(self.clock()))
         report.seconds = time.perf_counter() - started
         if report.rows or report.recovered:
             log.info(
@@ -103,6 +114,17 @@ class Sealer:
                 report.recovered,
             )
         return report
+
+    def compact(self, *, wait: bool = True) -> bool:
+        """Merge the lake's small files (then vacuum); False if another process held the lock."""
+        with self.store.hot.lake_lock(wait) as held:
+            if not held:
+                return False
+            self.lake.compact()
+            at = _ms(self.clock())
+            self.store.hot.note("compaction", at)
+            self.store.hot.note("vacuum", at)
+        return True
 
     def _recover(self) -> int:
         """Finish a batch a crash interrupted (claimed in the store, maybe in the lake)."""
@@ -146,8 +168,10 @@ class SealSchedule:
         clock: Callable[[], datetime],
         *,
         first_delay_s: float | None = None,
+        on_status: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.sealer = sealer
+        self._on_status = on_status
         self._interval = interval_s
         self._compact_interval = compact_interval_s
         self._clock = clock
@@ -175,8 +199,12 @@ class SealSchedule:
                 self.runs += 1
                 if time.monotonic() - self._last_compact >= self._compact_interval:
                     self._last_compact = time.monotonic()
-                    with self.sealer.store.hot.lake_lock(wait=False) as held:
-                        if held:
-                            self.sealer.lake.compact()
+                    self.sealer.compact(wait=False)
+                if self._on_status is not None:
+                    self._on_status(lake_status(self.sealer.store, self.sealer.lake, self._clock()))
             except Exception:  # the schedule must outlive one failed seal
                 log.exception("sealing failed; retrying in %g s", self._interval)
+
+
+def _ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)

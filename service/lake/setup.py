@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+
 from service.lake.engine import LakeQueries
 from service.lake.sealer import Sealer
 from service.lake.table import Lake
@@ -14,8 +17,12 @@ def lake_for(settings: Settings) -> Lake:
     return Lake(settings.resolved_lake_uri)
 
 
-def sealer_for(settings: Settings, store: Store) -> Sealer:
-    return Sealer(store, lake_for(settings), settings.seal_batch_rows)
+def sealer_for(
+    settings: Settings, store: Store, clock: Callable[[], datetime] | None = None
+) -> Sealer:
+    if clock is None:
+        return Sealer(store, lake_for(settings), settings.seal_batch_rows)
+    return Sealer(store, lake_for(settings), settings.seal_batch_rows, clock)
 
 
 def queries_for(settings: Settings, store: Store) -> LakeQueries | None:

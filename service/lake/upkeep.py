@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import duckdb
 
@@ -65,6 +66,7 @@ class LakeUpkeep:
         cutoffs: Mapping[int, tuple[int, int]],
         *,
         dry_run: bool = False,
+        at: datetime | None = None,
     ) -> tuple[dict[int, int], int]:
         """Delete (or count) what retention removes; per event type code, and files vacuumed.
 
@@ -90,9 +92,11 @@ class LakeUpkeep:
                 if found:
                     self.lake.delete(term, "retention")
             vacuumed = self.lake.vacuum() if counts else 0
+            if counts and at is not None:
+                self.store.hot.note("vacuum", int(at.timestamp() * 1000))
         return counts, vacuumed
 
-    def erase(self, subjects: Sequence[tuple[int, int]]) -> LakeErased:
+    def erase(self, subjects: Sequence[tuple[int, int]], at: datetime | None = None) -> LakeErased:
         """Rewrite each epoch holding one of ``subjects`` (epoch, user pseudonym) without them.
 
         Call with the lake lock held (service/ops/erasure.py holds it across both tiers).
@@ -125,4 +129,6 @@ class LakeUpkeep:
         finally:
             con.close()
         vacuumed = self.lake.vacuum() if rewritten else 0
+        if rewritten and at is not None:
+            self.store.hot.note("vacuum", int(at.timestamp() * 1000))
         return LakeErased(erased, rewritten, vacuumed)

@@ -81,7 +81,7 @@ class Erasure:
         # into the lake after the lake's rows went.
         with self._store.hot.lake_lock():
             events, quarantined = self._store.erasure.erase(subjects, now, actor)
-            erased = lake.erase(subjects)
+            erased = lake.erase(subjects, now)
         if erased.searched:  # there is a lake table: its part is audited on its own
             detail = {
                 "events": erased.events,

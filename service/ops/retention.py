@@ -228,7 +228,7 @@ class Sweeper:
             for t, cutoff in self.cutoffs(now).items()
         }
         counts, vacuumed = self._lake.retain(
-            report.first_kept_epoch, cutoffs, dry_run=report.dry_run
+            report.first_kept_epoch, cutoffs, dry_run=report.dry_run, at=now
         )
         for code, n in counts.items():
             name = EVENT_TYPES_BY_CODE[code].value

@@ -285,7 +285,15 @@ class HotRepository(Protocol):
         """Every hot row (EVENT_COLUMNS, then seal_batch), in one read snapshot."""
         ...
 
-    def count(self) -> int: ...
+    def unsealed(self, watermark: int) -> int:
+        """Hot rows the lake does not hold: unclaimed, or claimed above ``watermark``."""
+        ...
+
+    def note(self, key: str, at_ms: int) -> None:
+        """Record the time (Unix ms) of the lake's last ``key`` (seal, compaction, vacuum)."""
+        ...
+
+    def notes(self) -> dict[str, int]: ...
 
     def lake_lock(self, wait: bool = True) -> AbstractContextManager[bool]:
         """Held by the one writer of the lake (sealer, retention, erasure) at a time;

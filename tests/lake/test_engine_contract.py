@@ -194,7 +194,10 @@ def test_the_mix_holds_sealed_hot_late_and_interrupted_batches(
     assert in_lake_only_hot and claimed and unclaimed  # each crash state is present
     epochs = {int(p.split("epoch=")[1].split("/")[0]) for p in snap.files}
     assert len(epochs) == 3
-    assert reference.hot.count() == store.hot.count() + _lake_rows(lake) - len(in_lake_only_hot)
+    assert reference.events.count() == store.events.count() + _lake_rows(lake) - len(
+        in_lake_only_hot
+    )
+    assert store.hot.unsealed(snap.sealed_batch) == len(claimed) + len(unclaimed)
 
 
 def test_sealing_everything_changes_no_aggregate(
@@ -208,7 +211,7 @@ def test_sealing_everything_changes_no_aggregate(
         write(store, first + late + last)
         lake = Lake(tmp_path / "lake" / "lake")
         report = Sealer(store, lake, batch_rows=113).seal()
-        assert report.rows == len(first + late + last) and store.hot.count() == 0
+        assert report.rows == len(first + late + last) and store.events.count() == 0
         lake.compact()
         pol = _policies()["bounds_bind"]
         for metric, group_by, extra in CASES[::5]:

@@ -65,10 +65,29 @@ class PostgresHot:
         with self._db.read() as conn:
             return conn.execute(f"SELECT {_SELECT}, seal_batch FROM events").fetchall()
 
-    def count(self) -> int:
+    def unsealed(self, watermark: int) -> int:
         with self._db.read() as conn:
-            row = conn.execute("SELECT count(*) FROM events").fetchone()
+            row = conn.execute(
+                "SELECT count(*) FROM events WHERE seal_batch IS NULL OR seal_batch > %s",
+                (watermark,),
+            ).fetchone()
         return 0 if row is None else int(row[0])
+
+    def note(self, key: str, at_ms: int) -> None:
+        """Record when the lake was last sealed, compacted or vacuumed (``key``)."""
+        with self._db.write() as conn:
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES (%s, %s) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                ("lake_" + key, str(at_ms)),
+            )
+
+    def notes(self) -> dict[str, int]:
+        with self._db.read() as conn:
+            rows = conn.execute(
+                "SELECT key, value FROM meta WHERE key LIKE 'lake\\_%' ESCAPE '\\'"
+            ).fetchall()
+        return {str(k).removeprefix("lake_"): int(v) for k, v in rows}
 
     @contextmanager
     def lake_lock(self, wait: bool = True) -> Iterator[bool]:
