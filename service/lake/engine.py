@@ -3,10 +3,14 @@
 Decision: a query reads the hot rows too, so every answer covers every event stored
 when it started, whatever the seal lag (a lag bound would make an answer silently miss
 the last minute, and one sealer stall would make it miss more). It stays consistent
-without a lock: the hot rows are read first (one read snapshot), then the lake's latest
-snapshot. A hot row read counts only while its seal batch is unsealed in that snapshot
-(NULL, or above the watermark); a row the sealer deleted before the hot read was sealed
-before it, so the later lake snapshot holds it. Each event is read exactly once.
+without a lock. The hot rows are read first, in one read snapshot together with C, the
+highest seal batch claimed so far; then the lake's latest snapshot, watermark W. Counted:
+the lake's rows of batches <= C, and the hot rows unclaimed or claimed above W. A row
+unclaimed at the hot read may be sealed since, but in a batch > C: read once, from the
+hot rows. A row the sealer deleted before the hot read was in a batch <= C committed
+before it: read once, from the lake. A claimed row is read from the lake if its batch
+is committed (<= W), else from the hot rows. Each event is read exactly once
+(tests/system/test_lake_crash.py races queries against the sealer and SIGKILLs).
 
 The hot part is small in steady state (about the seal interval's worth of events); it is
 registered in DuckDB as an Arrow table. DuckDB runs in-process, in memory, one
@@ -20,7 +24,7 @@ from typing import Any
 
 import duckdb
 
-from service.lake.table import SCHEMA, Lake, Snapshot, to_arrow
+from service.lake.table import Lake, Snapshot, to_arrow
 from service.store.base import EVENT_COLUMNS, Store
 
 ATTEMPTS = 3  # a compaction or vacuum may remove a file a query is about to read
@@ -55,14 +59,16 @@ class Coverage:
         )
 
 
-def lake_view_sql(snapshot: Snapshot, hot: bool) -> str:
-    """The ``events`` relation: the snapshot's Parquet files and the unsealed hot rows."""
+def lake_view_sql(snapshot: Snapshot, hot: bool, claimed: int | None = None) -> str:
+    """The ``events`` relation: the snapshot's Parquet files (their rows of batches up to
+    ``claimed``, if given) and, with ``hot``, the unsealed hot rows."""
     parts = []
     if snapshot.files:
         files = ", ".join("'" + f.replace("'", "''") + "'" for f in snapshot.files)
+        upto = "" if claimed is None else f" WHERE seal_batch <= {int(claimed)}"
         parts.append(
             f"SELECT {_COLUMNS} FROM read_parquet([{files}], hive_partitioning = true, "
-            "hive_types = {'epoch': INTEGER})"
+            "hive_types = {'epoch': INTEGER})" + upto
         )
     if hot or not parts:
         parts.append(
@@ -87,10 +93,10 @@ class LakeQueries:
 
     def aggregate_covered(self, sql: str) -> tuple[list[tuple[int, ...]], Coverage]:
         for attempt in range(1, ATTEMPTS + 1):
-            hot_rows = self._store.hot.snapshot()  # first: see the module docstring
+            hot_rows, claimed = self._store.hot.snapshot()  # first: see the module docstring
             snapshot = self.lake.snapshot()
             try:
-                rows = self._run(sql, snapshot, hot_rows)
+                rows = self._run(sql, snapshot, hot_rows, claimed)
             except duckdb.IOException:
                 if attempt == ATTEMPTS:
                     raise
@@ -100,18 +106,14 @@ class LakeQueries:
         raise AssertionError("unreachable")
 
     def _run(
-        self, sql: str, snapshot: Snapshot, hot_rows: list[tuple[Any, ...]]
+        self, sql: str, snapshot: Snapshot, hot_rows: list[tuple[Any, ...]], claimed: int
     ) -> list[tuple[int, ...]]:
-        import pyarrow as pa
-
-        hot = to_arrow([r[:-1] for r in hot_rows]).append_column(
-            pa.field("seal_batch", pa.int64()), pa.array([r[-1] for r in hot_rows], pa.int64())
-        )
-        assert hot.schema.names[: len(SCHEMA)] == SCHEMA.names
+        hot = to_arrow(hot_rows)
         con = duckdb.connect(config={"threads": self._threads} if self._threads else {})
         try:
             con.register("hot", hot)
-            con.execute(f"CREATE TEMP VIEW events AS {lake_view_sql(snapshot, True)}")
+            view = lake_view_sql(snapshot, True, claimed)
+            con.execute(f"CREATE TEMP VIEW events AS {view}")
             return [tuple(int(v) for v in row) for row in con.execute(sql).fetchall()]
         finally:
             con.close()

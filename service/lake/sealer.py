@@ -144,7 +144,7 @@ class Sealer:
 
     def _one_batch(self) -> int:
         hot = self.store.hot
-        batch = max(self.lake.sealed_batch(), hot.pending() or 0) + 1
+        batch = max(self.lake.sealed_batch(), hot.pending() or 0, hot.claimed()) + 1
         if not hot.claim(batch, self.batch_rows):
             return 0
         rows = hot.batch_rows(batch)

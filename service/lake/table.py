@@ -57,8 +57,11 @@ _TYPES: dict[str, pa.DataType] = {
     "outcome": pa.string(),
     "inclusion_prob": pa.float64(),
 }
+# Each row keeps the seal batch that brought it: a query excludes batches claimed after
+# it read the hot rows (service/lake/engine.py). One value per file: it costs ~nothing.
 SCHEMA = pa.schema(
     [pa.field(c, _TYPES[c], nullable=c not in ("epoch", "ts")) for c in EVENT_COLUMNS]
+    + [pa.field("seal_batch", pa.int64())]
 )
 
 CONFIGURATION: dict[str, str | None] = {
@@ -73,8 +76,8 @@ TARGET_FILE_BYTES = 128 << 20
 
 
 def to_arrow(rows: Sequence[Sequence[Any]]) -> pa.Table:
-    """Stored rows (EVENT_COLUMNS order, plain tuples) as an Arrow table of the lake schema."""
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in EVENT_COLUMNS]
+    """Rows (EVENT_COLUMNS order, then seal_batch) as an Arrow table of the lake schema."""
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in SCHEMA]
     return pa.Table.from_arrays(
         [pa.array(col, type=f.type) for col, f in zip(columns, SCHEMA, strict=False)],
         schema=SCHEMA,
@@ -126,7 +129,7 @@ class Lake:
         """Append stored rows as seal batch ``batch``, in one commit that records it."""
         write_deltalake(
             self.table() or self.uri,
-            to_arrow(rows),
+            to_arrow([(*r, batch) for r in rows]),
             partition_by=["epoch"],
             mode="append",
             configuration=CONFIGURATION,

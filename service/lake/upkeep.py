@@ -24,7 +24,7 @@ import duckdb
 
 from service.lake.engine import lake_view_sql
 from service.lake.table import SCHEMA, Lake, Snapshot
-from service.store.base import EVENT_COLUMNS, Store
+from service.store.base import Store
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,11 @@ class LakeErased:
 
 def _files_view(con: duckdb.DuckDBPyConnection, snapshot: Snapshot) -> None:
     con.execute(f"CREATE TEMP VIEW events AS {lake_view_sql(snapshot, False)}")
+    files = ", ".join("'" + f.replace("'", "''") + "'" for f in snapshot.files)
+    con.execute(
+        f"CREATE TEMP VIEW lake AS SELECT * FROM read_parquet([{files}], "
+        "hive_partitioning = true, hive_types = {'epoch': INTEGER})"
+    )
 
 
 class LakeUpkeep:
@@ -119,7 +124,7 @@ class LakeUpkeep:
                 if not n:
                     continue
                 kept = con.sql(
-                    f"SELECT {', '.join(EVENT_COLUMNS)} FROM events WHERE epoch = {epoch} "
+                    f"SELECT {', '.join(SCHEMA.names)} FROM lake WHERE epoch = {epoch} "
                     f"AND (user_ps IS NULL OR user_ps NOT IN ({listed}))"
                 ).to_arrow_table()
                 assert kept is not None

@@ -281,8 +281,13 @@ class HotRepository(Protocol):
         """Delete every claimed row of a batch <= ``through`` (the lake holds them)."""
         ...
 
-    def snapshot(self) -> list[tuple[Any, ...]]:
-        """Every hot row (EVENT_COLUMNS, then seal_batch), in one read snapshot."""
+    def snapshot(self) -> tuple[list[tuple[Any, ...]], int]:
+        """Every hot row (EVENT_COLUMNS, then seal_batch) and the highest batch number
+        ever claimed, in one read snapshot."""
+        ...
+
+    def claimed(self) -> int:
+        """The highest batch number ever claimed (0: none)."""
         ...
 
     def unsealed(self, watermark: int) -> int:

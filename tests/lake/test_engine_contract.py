@@ -187,7 +187,7 @@ def test_the_mix_holds_sealed_hot_late_and_interrupted_batches(
 ) -> None:
     reference, store, lake = stores
     snap = lake.snapshot()
-    hot = store.hot.snapshot()
+    hot, _ = store.hot.snapshot()
     in_lake_only_hot = [r for r in hot if r[-1] is not None and r[-1] <= snap.sealed_batch]
     claimed = [r for r in hot if r[-1] is not None and r[-1] > snap.sealed_batch]
     unclaimed = [r for r in hot if r[-1] is None]

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from service.store.base import EVENT_COLUMNS
-from service.store.postgres.db import LOCK_SPACE, Database
+from service.store.postgres.db import LOCK_SPACE, Conn, Database
 
 _SELECT = ", ".join(EVENT_COLUMNS)
 LOCK_LAKE = 6
@@ -34,6 +34,7 @@ class PostgresHot:
 
     def claim(self, batch: int, limit: int) -> int:
         with self._db.write() as conn:
+            _set_claimed(conn, batch)
             cur = conn.execute(
                 "UPDATE events SET seal_batch = %s WHERE (tableoid, ctid) IN "
                 "(SELECT tableoid, ctid FROM events WHERE seal_batch IS NULL LIMIT %s "
@@ -61,9 +62,14 @@ class PostgresHot:
             if n < DELETE_CHUNK:
                 return deleted
 
-    def snapshot(self) -> list[tuple[Any, ...]]:
+    def snapshot(self) -> tuple[list[tuple[Any, ...]], int]:
         with self._db.read() as conn:
-            return conn.execute(f"SELECT {_SELECT}, seal_batch FROM events").fetchall()
+            rows = conn.execute(f"SELECT {_SELECT}, seal_batch FROM events").fetchall()
+            return rows, _claimed(conn)
+
+    def claimed(self) -> int:
+        with self._db.read() as conn:
+            return _claimed(conn)
 
     def unsealed(self, watermark: int) -> int:
         with self._db.read() as conn:
@@ -106,3 +112,16 @@ class PostgresHot:
                 yield True
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_SPACE, LOCK_LAKE))
+
+
+def _claimed(conn: Conn) -> int:
+    row = conn.execute("SELECT value FROM meta WHERE key = 'lake_claimed'").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def _set_claimed(conn: Conn, batch: int) -> None:
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('lake_claimed', %s) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (str(batch),),
+    )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -36,6 +37,7 @@ class SQLiteHot:
 
     def claim(self, batch: int, limit: int) -> int:
         with self._db.write() as conn:
+            _set_claimed(conn, batch)
             return conn.execute(
                 "UPDATE events SET seal_batch = ? WHERE id IN "
                 "(SELECT id FROM events WHERE seal_batch IS NULL ORDER BY id LIMIT ?)",
@@ -61,9 +63,14 @@ class SQLiteHot:
             if n < DELETE_CHUNK:
                 return deleted
 
-    def snapshot(self) -> list[tuple[Any, ...]]:
+    def snapshot(self) -> tuple[list[tuple[Any, ...]], int]:
         with self._db.read() as conn:
-            return conn.execute(f"SELECT {_SELECT}, seal_batch FROM events").fetchall()
+            rows = conn.execute(f"SELECT {_SELECT}, seal_batch FROM events").fetchall()
+            return rows, _claimed(conn)
+
+    def claimed(self) -> int:
+        with self._db.read() as conn:
+            return _claimed(conn)
 
     def unsealed(self, watermark: int) -> int:
         with self._db.read() as conn:
@@ -108,3 +115,16 @@ class SQLiteHot:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+
+
+def _claimed(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT value FROM meta WHERE key = 'lake_claimed'").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def _set_claimed(conn: sqlite3.Connection, batch: int) -> None:
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('lake_claimed', ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (str(batch),),
+    )
