@@ -83,6 +83,23 @@ class Settings(BaseSettings):
     release_quantum_s: float = Field(default=0.01, ge=0, le=10)
     release_per_value_s: float = Field(default=PER_VALUE_S, ge=0, le=0.01)
 
+    # Where DP queries run (docs/deploy.md, "The event lake"): "duckdb" seals events into
+    # the lake and queries it with embedded DuckDB (with the hot rows); "rowstore" keeps
+    # every event in the transactional store and aggregates there (no sealing).
+    query_engine: Literal["duckdb", "rowstore"] = "duckdb"
+    # The Delta table: default <data_dir>/lake; any URI deltalake accepts (a path on a
+    # filesystem every node mounts, or object storage such as s3://bucket/tacit-lake).
+    lake_uri: str | None = None
+    seal_interval_s: float = Field(default=10.0, gt=0)
+    seal_batch_rows: int = Field(default=100_000, ge=1)
+    lake_compact_interval_s: float = Field(default=3600.0, gt=0)
+    # DuckDB threads per query (0: one per core).
+    duckdb_threads: int = Field(default=0, ge=0, le=256)
+
+    @property
+    def resolved_lake_uri(self) -> str:
+        return self.lake_uri or str(self.data_dir / "lake")
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

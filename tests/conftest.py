@@ -60,6 +60,9 @@ def sqlite_store(tmp_path: Path) -> Iterator[SQLiteStore]:
 def make_settings(
     tmp_path: Path, master_key_b64: str, policy: Path = DEFAULT_POLICY, **kw: object
 ) -> Settings:
+    # In-process apps seal only when a test says so (Sealer(...).seal(), or a short
+    # interval): a seal in the background would move rows a test counts in the store.
+    kw.setdefault("seal_interval_s", 86_400.0)
     return Settings(
         data_dir=tmp_path,
         policy=policy,

@@ -97,6 +97,9 @@ class Server:
             TACIT_DATA_DIR=str(data_dir),
             TACIT_MASTER_KEY=master_key_b64,
             TACIT_POLICY=str(policy),
+            # The sealer moves rows out of the store a test may count: it runs only in
+            # the tests that set a short interval (tests/system/test_lake_crash.py).
+            TACIT_SEAL_INTERVAL_S="86400",
         )
         if database_url is not None:
             self.env["TACIT_DATABASE_URL"] = database_url

@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -32,6 +33,8 @@ from service.api.routes import audit, demo, events, health, policy, queries, sub
 from service.api.telemetry import LatencyMiddleware, Telemetry
 from service.ingest.ingestion import Ingestion, writer_for
 from service.ingest.pipeline import Ingestor
+from service.lake.sealer import SealSchedule
+from service.lake.setup import queries_for, sealer_for, upkeep_for
 from service.logging import RequestLogMiddleware, current_request_id
 from service.ops.accounting import check_ledger_unit
 from service.ops.retention import RetentionSchedule, Sweeper
@@ -85,7 +88,14 @@ def build_state(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
     telemetry = Telemetry()
     ingestion = Ingestion(ingestor, telemetry, settings.max_batch_events)
     state = AppState(settings, loaded, store, keyring, ingestion, telemetry, clock)
-    engine = QueryEngine(store, loaded.policy)
+    try:
+        lake_queries = queries_for(settings, store)
+    except BaseException:
+        store.close()
+        raise
+    state.lake = None if lake_queries is None else lake_queries.lake
+    state.lake_upkeep = upkeep_for(settings, store)
+    engine = QueryEngine(store, loaded.policy, lake_queries)
     state.queries = QueryService(
         store,
         loaded,
@@ -97,6 +107,11 @@ def build_state(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
     return state
 
 
+def _lake_gauges(telemetry: Telemetry, status: dict[str, Any]) -> None:
+    telemetry.lake_seal_lag.set(status["seal_lag_seconds"])
+    telemetry.lake_rows_hot.set(status["rows_hot"])
+
+
 def create_app(
     settings: Settings | None = None, *, clock: Callable[[], datetime] = utc_now
 ) -> FastAPI:
@@ -106,15 +121,29 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         writer = state.ingestion.writer = writer_for(settings, state.store.events)
-        sweeper = Sweeper(state.store, state.policy.policy, keyring=state.keyring)
+        sweeper = Sweeper(
+            state.store, state.policy.policy, keyring=state.keyring, lake=state.lake_upkeep
+        )
         schedule = RetentionSchedule(
             sweeper, state.store, state.clock, settings.retention_interval_s
         )
         state.retention = schedule
         schedule.start()
+        sealing = None
+        if state.lake is not None:
+            sealing = state.sealing = SealSchedule(
+                sealer_for(settings, state.store, state.clock),
+                settings.seal_interval_s,
+                settings.lake_compact_interval_s,
+                state.clock,
+                on_status=lambda status: _lake_gauges(state.telemetry, status),
+            )
+            sealing.start()
         try:
             yield
         finally:
+            if sealing is not None:
+                sealing.stop()
             schedule.stop()
             writer.close()
             state.store.close()

@@ -21,6 +21,9 @@ from service.store.base import Principal, Role, Store
 
 if TYPE_CHECKING:  # built by service/api/app.py, after this module
     from service.api.limits import Limiter
+    from service.lake.sealer import SealSchedule
+    from service.lake.table import Lake
+    from service.lake.upkeep import LakeUpkeep
     from service.ops.retention import RetentionSchedule
 
 
@@ -41,6 +44,9 @@ class AppState:
     limiter: Limiter | None = None  # set by create_app
     retention: RetentionSchedule | None = None  # set when the app starts (lifespan)
     policy_view: dict[str, Any] | None = None  # GET /v1/policy's body, built once
+    lake: Lake | None = None  # the event lake (None: the rowstore engine)
+    sealing: SealSchedule | None = None  # set when the app starts with a lake
+    lake_upkeep: LakeUpkeep | None = None  # retention and erasure on the lake
 
 
 def get_state(request: Request) -> AppState:

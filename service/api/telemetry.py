@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -35,6 +35,17 @@ class Telemetry:
             "Requests answered 503 store_unavailable (the database could not be reached), "
             "by route class.",
             ["route_class"],
+            registry=self.registry,
+        )
+        # Set by the seal schedule (service/lake/sealer.py) after each of its turns.
+        self.lake_seal_lag = Gauge(
+            "tacit_lake_seal_lag_seconds",
+            "How old the oldest event not sealed into the lake may be (0: none waits).",
+            registry=self.registry,
+        )
+        self.lake_rows_hot = Gauge(
+            "tacit_lake_rows_hot",
+            "Events in the transactional store not sealed into the lake yet.",
             registry=self.registry,
         )
 

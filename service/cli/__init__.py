@@ -7,10 +7,21 @@ import os
 import sys
 from collections.abc import Sequence
 
-from service.cli import audit, erase, keys, policy, query, retention, serve, simulate, tokens
+from service.cli import (
+    audit,
+    erase,
+    keys,
+    lake,
+    policy,
+    query,
+    retention,
+    serve,
+    simulate,
+    tokens,
+)
 
 # Each module exposes register(subparsers); its parsers set `func(args) -> int`.
-COMMANDS = [serve, tokens, retention, keys, audit, erase, policy, simulate, query]
+COMMANDS = [serve, tokens, retention, keys, audit, erase, policy, simulate, query, lake]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,6 +8,7 @@ from typing import Any
 
 from privacy.keyring import Keyring, MasterKeyMismatch
 from service.cli.common import CliError, add_common, now, policy_from, settings_from, store_from
+from service.lake.setup import upkeep_for
 from service.ops.erasure import Erasure
 from service.settings import ConfigError
 
@@ -40,7 +41,9 @@ def _erase(args: argparse.Namespace) -> int:
     store = store_from(settings, loaded)
     try:
         keyring = Keyring(master, store.salts, loaded.policy.identifiers)
-        erased = Erasure(store, keyring).erase(user_id, now(), actor="cli")
+        erased = Erasure(store, keyring, upkeep_for(settings, store)).erase(
+            user_id, now(), actor="cli"
+        )
     except MasterKeyMismatch as exc:
         raise CliError(f"{exc}; nothing was erased") from exc
     finally:

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from service.cli.common import CliError, add_common, now, policy_from, settings_from, store_from
+from service.lake.setup import upkeep_for
 from service.ops.retention import BATCH_ROWS, RetentionReport, Sweeper
 
 
@@ -41,7 +42,13 @@ def _run(args: argparse.Namespace) -> int:
     loaded = policy_from(settings)
     store = store_from(settings, loaded)
     try:
-        sweeper = Sweeper(store, loaded.policy, batch_rows=args.batch_rows, actor="cli")
+        sweeper = Sweeper(
+            store,
+            loaded.policy,
+            batch_rows=args.batch_rows,
+            actor="cli",
+            lake=upkeep_for(settings, store),
+        )
         report = sweeper.run(now(), dry_run=args.dry_run)
     finally:
         store.close()

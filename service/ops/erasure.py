@@ -12,9 +12,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from privacy.keyring import Keyring
 from service.store.base import Store
+
+if TYPE_CHECKING:
+    from service.lake.upkeep import LakeUpkeep
 
 log = logging.getLogger("tacit.erasure")
 
@@ -38,9 +42,10 @@ class Erased:
 class Erasure:
     """Deletes one subject's rows from every epoch that can still be linked to them."""
 
-    def __init__(self, store: Store, keyring: Keyring) -> None:
+    def __init__(self, store: Store, keyring: Keyring, lake: LakeUpkeep | None = None) -> None:
         self._store = store
         self._keyring = keyring
+        self._lake = lake
 
     def erase(self, user_id: str, now: datetime, actor: str = "admin") -> Erased:
         if not user_id:
@@ -57,7 +62,10 @@ class Erasure:
             keys = self._keyring.existing_keys(epoch, now) if alive else None
             if keys is not None:
                 subjects.append((epoch, keys.pseudonym("user_id", user_id)))
-        events, quarantined = self._store.erasure.erase(subjects, now, actor)
+        if self._lake is None:
+            events, quarantined = self._store.erasure.erase(subjects, now, actor)
+        else:
+            events, quarantined = self._both_tiers(self._lake, subjects, now, actor)
         # Deleted rows must not survive in the WAL either.
         if not self._store.retention.purge_deleted():
             log.warning(
@@ -65,3 +73,20 @@ class Erasure:
                 "the deleted rows leave it at the next retention run"
             )
         return Erased(events, quarantined, len(subjects))
+
+    def _both_tiers(
+        self, lake: LakeUpkeep, subjects: list[tuple[int, int]], now: datetime, actor: str
+    ) -> tuple[int, int]:
+        # Under the lake lock: no seal batch read before the hot rows go can carry them
+        # into the lake after the lake's rows went.
+        with self._store.hot.lake_lock():
+            events, quarantined = self._store.erasure.erase(subjects, now, actor)
+            erased = lake.erase(subjects, now)
+        if erased.searched:  # there is a lake table: its part is audited on its own
+            detail = {
+                "events": erased.events,
+                "epochs_rewritten": erased.epochs_rewritten,
+                "files_vacuumed": erased.files_vacuumed,
+            }
+            self._store.audit.append("lake_subject_erased", actor, detail, now)
+        return events + erased.events, quarantined

@@ -26,12 +26,15 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from privacy.events import EVENT_TYPE_CODES, EVENT_TYPES_BY_CODE, EventType
 from privacy.keyring import Keyring
 from privacy.policy import Policy
 from service.store.base import Store
+
+if TYPE_CHECKING:
+    from service.lake.upkeep import LakeUpkeep
 
 log = logging.getLogger("tacit.retention")
 T = TypeVar("T")
@@ -74,6 +77,7 @@ class RetentionReport:
     first_kept_epoch: int = 0  # every earlier epoch holds no event any more
     interrupted: bool = False
     purged: bool | None = None  # deleted bytes gone from the files (None: dry run)
+    lake: dict[str, int] | None = None  # events deleted from the lake, files vacuumed
     seconds: float = 0.0
 
     @property
@@ -88,6 +92,7 @@ class RetentionReport:
             "salts_destroyed": len(self.salts_destroyed),
             "epochs_forgotten": dict(self.epochs_forgotten),
             "interrupted": self.interrupted,
+            **({} if self.lake is None else {"lake": dict(self.lake)}),
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -121,6 +126,7 @@ class Sweeper:
         rest_ratio: float = BATCH_REST_RATIO,
         hooks: dict[str, EpochHook] | None = None,
         actor: str = "retention",
+        lake: LakeUpkeep | None = None,
     ) -> None:
         if batch_rows < 1:
             raise ValueError("batch_rows must be at least 1")
@@ -132,6 +138,7 @@ class Sweeper:
         self._rest_ratio = rest_ratio
         self._hooks = epoch_expiry_hooks(store) if hooks is None else hooks
         self._actor = actor
+        self._lake = lake
 
     def cutoffs(self, now: datetime) -> dict[EventType, datetime]:
         """Per event type, the instant before which its events are past retention."""
@@ -151,6 +158,8 @@ class Sweeper:
         report.first_kept_epoch = ids.epoch_of(now - self.longest_retention())
         try:
             self._events(now, report, stop)
+            if self._lake is not None:
+                self._lake_events(now, report)
             self._quarantine_and_keys(now, report, stop)
         except Interrupted:
             report.interrupted = True
@@ -206,6 +215,25 @@ class Sweeper:
                 batches = repo.delete_events(code, before_ts, max_epoch, self._batch)
                 count = sum(self._paced(batches, stop))
             report.events[event_type.value] = report.events.get(event_type.value, 0) + count
+
+    def _lake_events(self, now: datetime, report: RetentionReport) -> None:
+        """The same lines on the lake (service/lake/upkeep.py), after the hot tier's."""
+        assert self._lake is not None
+        ids = self._policy.identifiers
+        cutoffs = {
+            EVENT_TYPE_CODES[t]: (
+                math.ceil(cutoff.timestamp()),
+                ids.epoch_of(cutoff + _MAX_PRECISION),
+            )
+            for t, cutoff in self.cutoffs(now).items()
+        }
+        counts, vacuumed = self._lake.retain(
+            report.first_kept_epoch, cutoffs, dry_run=report.dry_run, at=now
+        )
+        for code, n in counts.items():
+            name = EVENT_TYPES_BY_CODE[code].value
+            report.events[name] = report.events.get(name, 0) + n
+        report.lake = {"events": sum(counts.values()), "files_vacuumed": vacuumed}
 
     def _quarantine_and_keys(
         self, now: datetime, report: RetentionReport, stop: threading.Event | None

@@ -18,12 +18,12 @@ from privacy.mechanisms import NoisyVector, halfwidth_for, release
 from privacy.policy import Policy
 from privacy.query import QueryPlan
 from service.queries.release import notes_for, release_rows
-from service.queries.sql import POSTGRES, SQLITE, Dialect, aggregate_sql
-from service.store.base import Store
+from service.queries.sql import DUCKDB, POSTGRES, SQLITE, Dialect, aggregate_sql
+from service.store.base import QueryRepository, Store
 
 __all__ = ["Aggregates", "QueryEngine", "Release"]
 
-_DIALECTS = {d.name: d for d in (SQLITE, POSTGRES)}
+_DIALECTS = {d.name: d for d in (SQLITE, POSTGRES, DUCKDB)}
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,9 @@ class Aggregates:
     """True bounded aggregates per component: they never leave the process un-noised."""
 
     values: Mapping[str, list[int]]
+    # What data was read (service/lake/engine.py's Coverage.as_dict()); None: the row store.
+    coverage: Mapping[str, Any] | None = None
+    coverage_note: str | None = None
 
     def __repr__(self) -> str:  # keep true values out of logs and tracebacks
         return f"Aggregates({', '.join(f'{k}[{len(v)}]' for k, v in self.values.items())})"
@@ -45,10 +48,18 @@ class Release:
 
 
 class QueryEngine:
-    """Runs planned queries against one store under one policy."""
+    """Runs planned queries against one store under one policy.
 
-    def __init__(self, store: Store, policy: Policy) -> None:
+    ``queries`` is where the aggregation SQL runs: the store's own repository (the
+    row-store engine) by default, or the lake's (service/lake/engine.py, the ``duckdb``
+    engine).
+    """
+
+    def __init__(
+        self, store: Store, policy: Policy, queries: QueryRepository | None = None
+    ) -> None:
         self.store = store
+        self.queries = queries if queries is not None else store.queries
         self.policy = policy
         self._declared: dict[str, tuple[str, ...]] = {
             str(dim): tuple(values) for dim, values in policy.context.items()
@@ -57,7 +68,7 @@ class QueryEngine:
     @property
     def dialect(self) -> Dialect:
         """The SQL flavour of the store's backend."""
-        name = self.store.queries.dialect
+        name = self.queries.dialect
         if name not in _DIALECTS:
             raise ValueError(f"no aggregation SQL for the {name!r} backend: this is a bug")
         return _DIALECTS[name]
@@ -69,7 +80,14 @@ class QueryEngine:
         vectors = {p.name: [0] * p.length for p in plan.parts}
         columns = statement.columns
         histogram = plan.metric.kind == "median"
-        for row in self.store.queries.aggregate(statement.sql):
+        coverage = note = None
+        covered = getattr(self.queries, "aggregate_covered", None)
+        if covered is not None:
+            result, seen = covered(statement.sql)
+            coverage, note = seen.as_dict(), seen.note()
+        else:
+            result = self.queries.aggregate(statement.sql)
+        for row in result:
             cell = int(row[0])
             if not 0 <= cell < n_cells:
                 raise RuntimeError(f"the aggregation returned cell {cell} of {n_cells}: a bug")
@@ -79,7 +97,7 @@ class QueryEngine:
             else:
                 for name, value in zip(columns, row[1:], strict=True):
                     vectors[name][cell] = int(value)
-        return Aggregates(vectors)
+        return Aggregates(vectors, coverage, note)
 
     def release(self, plan: QueryPlan, aggregates: Aggregates) -> Release:
         """Noise the aggregates with OpenDP under the plan's cost; post-process the rows."""

@@ -226,6 +226,8 @@ class QueryService:
         # Post-processing reads only the noisy vectors, so its time reveals nothing the
         # answer does not: it runs after the deadline.
         released = self.engine.rows(plan, noisy)
+        if aggregates.coverage_note is not None:  # what data the answer covers
+            released.notes.append(aggregates.coverage_note)
         ledger = self.store.ledger
         try:
             ledger.store_values(charge.release_id, released.rows, released.notes)
@@ -236,7 +238,10 @@ class QueryService:
                 type(exc).__name__,
             )
         left = self._remaining(analyst, list(plan.epochs))
-        return self.responses.release(plan, charge, released.rows, released.notes, left)
+        answer = self.responses.release(plan, charge, released.rows, released.notes, left)
+        if aggregates.coverage is not None:
+            answer["coverage"] = dict(aggregates.coverage)
+        return answer
 
     # --- pieces -------------------------------------------------------------------------
 

@@ -13,10 +13,12 @@ The statement has three levels, all in the database:
    without looking at any value;
 3. *cells*: the sums per cell, one small row per non-empty cell.
 
-Only standard SQL that both backends run: CASE, integer arithmetic (& and % on BIGINT),
+Only standard SQL that every engine runs: CASE, integer arithmetic (& and % on BIGINT),
 CAST, ROUND, COUNT/SUM/MAX and ROW_NUMBER. Every literal is an integer, a float or a
 policy-declared label (quoted); nothing from the request reaches the SQL except through
-the plan's validated keys. The backends differ in one place, `Dialect`.
+the plan's validated keys. The engines differ in one place, `Dialect`: where the events
+are read from, and how integers divide (SQLite and PostgreSQL truncate with `/`; DuckDB's
+`/` is float division and `//` truncates; Spark SQL's is `DIV`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from privacy.metrics import Metric
 from privacy.query import QueryPlan
 
 __all__ = [
+    "DUCKDB",
     "POSTGRES",
     "SQLITE",
     "Dialect",
@@ -51,12 +54,20 @@ class Dialect:
 
     name: str
     events: str  # the FROM clause that reads the events table
+    div: str = "/"  # the operator of truncating integer division
+
+    def idiv(self, a: str, b: str | int) -> str:
+        """a / b on integers, truncated toward zero (a, b >= 0 here)."""
+        return f"{a} {self.div} {b}"
 
 
 # SQLite has been seen to pick a worse index for this shape of query: name the one that
 # serves "epoch range + event types" explicitly.
 SQLITE = Dialect("sqlite", "events INDEXED BY events_epoch_type")
 POSTGRES = Dialect("postgresql", "events")
+# DuckDB over the lake (service/lake/engine.py): `events` is a view of the snapshot's
+# Parquet files and the hot rows not sealed yet.
+DUCKDB = Dialect("duckdb", "events", div="//")
 
 
 @dataclass(frozen=True)
@@ -109,13 +120,14 @@ def _dimension_sql(
 
 
 def cell_index_sql(
-    plan: QueryPlan, declared: Mapping[str, tuple[str, ...]]
+    plan: QueryPlan, declared: Mapping[str, tuple[str, ...]], dialect: Dialect | None = None
 ) -> tuple[str, list[str]]:
     """The cell index of a row (day-major, then dimensions) and the WHERE terms it needs.
 
     The index matches the order of `plan.cells`. Rows whose key is filtered out get -1 in
     some dimension and are excluded by the returned conditions.
     """
+    div = (dialect or SQLITE).idiv
     terms: list[str] = []
     where: list[str] = []
     stride = 1
@@ -128,7 +140,7 @@ def cell_index_sql(
         terms.append(f"{expr} * {stride}" if stride != 1 else expr)
         stride *= len(keys)
     if plan.days:
-        terms.append(f"(ts / {_SECONDS_PER_DAY} - {_unix_day(plan.days[0])}) * {stride}")
+        terms.append(f"({div('ts', _SECONDS_PER_DAY)} - {_unix_day(plan.days[0])}) * {stride}")
     grouped = dict(plan.dimensions)
     for dim, keys in plan.filters:
         if dim not in grouped:
@@ -259,7 +271,7 @@ def aggregate_sql(
     """
     metric = plan.metric
     measures, codes, extra_where = _measures(plan)
-    cell, cell_where = cell_index_sql(plan, declared)
+    cell, cell_where = cell_index_sql(plan, declared, dialect)
     start = _unix_day(plan.request.start) * _SECONDS_PER_DAY
     end = (_unix_day(plan.request.end) + 1) * _SECONDS_PER_DAY
     where = [
@@ -273,7 +285,7 @@ def aggregate_sql(
     names = [m.name for m in measures]
     source = f"FROM {dialect.events} WHERE {' AND '.join(where)}"
     if metric.kind == "median":
-        return _histogram_sql(plan, cell, source, names)
+        return _histogram_sql(plan, cell, source, names, dialect)
     # Level 1: rows, with the cell index and each measure's amount (NULL where it does
     # not count).
     amounts = ", ".join(
@@ -302,6 +314,7 @@ def aggregate_sql(
                 f"CAST(COALESCE(SUM(a_{x}), 0) AS BIGINT)",
                 "COUNT(*)" if shared else f"COUNT(a_{x})",
                 c,
+                dialect,
             )
             + f" AS v_{x}"
             for x in names
@@ -309,7 +322,9 @@ def aggregate_sql(
     return _per_cell(plan, bounded, rows, names)
 
 
-def _histogram_sql(plan: QueryPlan, cell: str, source: str, names: list[str]) -> Statement:
+def _histogram_sql(
+    plan: QueryPlan, cell: str, source: str, names: list[str], dialect: Dialect
+) -> Statement:
     """A median's histogram: rows binned once, then bounded per (unit, cell).
 
     The bin of a row is computed once, as a GROUP BY key; the bins of a cell then share
@@ -325,7 +340,10 @@ def _histogram_sql(plan: QueryPlan, cell: str, source: str, names: list[str]) ->
     n = "CAST(SUM(n) AS BIGINT)"
     bounded = ", ".join(
         scaled_sql(
-            f"CAST(SUM(CASE WHEN bin = {j} THEN w ELSE 0 END) AS BIGINT)", n, plan.rows_per_group
+            f"CAST(SUM(CASE WHEN bin = {j} THEN w ELSE 0 END) AS BIGINT)",
+            n,
+            plan.rows_per_group,
+            dialect,
         )
         + f" AS v_{x}"
         for j, x in enumerate(names)
@@ -351,14 +369,15 @@ def _per_cell(plan: QueryPlan, bounded: str, rows: str, names: list[str]) -> Sta
     return Statement(sql, tuple(names))
 
 
-def scaled_sql(total: str, n: str, c: int) -> str:
+def scaled_sql(total: str, n: str, c: int, dialect: Dialect | None = None) -> str:
     """A unit's total in a cell, as if it had at most C rows: floor(total x C / n) when n > C.
 
     Written as (total / n) x C + (total % n) x C / n, which is the same floor for the
     non-negative totals here but never multiplies the unbounded total: total x C could
     leave BIGINT (PostgreSQL refuses, SQLite turns it into a float) on data alone.
     """
+    div = (dialect or SQLITE).idiv
     return (
-        f"(CASE WHEN {n} > {c} THEN ({total} / {n}) * {c} + ({total} % {n}) * {c} / {n} "
+        f"(CASE WHEN {n} > {c} THEN ({div(total, n)}) * {c} + {div(f'({total} % {n}) * {c}', n)} "
         f"ELSE {total} END)"
     )

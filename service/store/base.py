@@ -8,6 +8,7 @@ test suite runs against both.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -282,6 +283,55 @@ class ErasureRepository(Protocol):
         ...
 
 
+class HotRepository(Protocol):
+    """The hot tier: events not sealed into the lake yet (service/lake/sealer.py).
+
+    A seal batch is claimed (its number written into the rows), copied into the lake
+    (whose commit records the number), then released (deleted here). Only the holder of
+    ``lake_lock`` claims and releases.
+    """
+
+    def pending(self) -> int | None:
+        """The highest batch number claimed and not yet released, if any."""
+        ...
+
+    def claim(self, batch: int, limit: int) -> int:
+        """Claim up to ``limit`` unclaimed rows for ``batch``; return how many."""
+        ...
+
+    def batch_rows(self, batch: int) -> list[tuple[Any, ...]]:
+        """The rows of ``batch`` (EVENT_COLUMNS order)."""
+        ...
+
+    def release(self, through: int) -> int:
+        """Delete every claimed row of a batch <= ``through`` (the lake holds them)."""
+        ...
+
+    def snapshot(self) -> tuple[list[tuple[Any, ...]], int]:
+        """Every hot row (EVENT_COLUMNS, then seal_batch) and the highest batch number
+        ever claimed, in one read snapshot."""
+        ...
+
+    def claimed(self) -> int:
+        """The highest batch number ever claimed (0: none)."""
+        ...
+
+    def unsealed(self, watermark: int) -> int:
+        """Hot rows the lake does not hold: unclaimed, or claimed above ``watermark``."""
+        ...
+
+    def note(self, key: str, at_ms: int) -> None:
+        """Record the time (Unix ms) of the lake's last ``key`` (seal, compaction, vacuum)."""
+        ...
+
+    def notes(self) -> dict[str, int]: ...
+
+    def lake_lock(self, wait: bool = True) -> AbstractContextManager[bool]:
+        """Held by the one writer of the lake (sealer, retention, erasure) at a time;
+        yields False when ``wait`` is False and someone else holds it."""
+        ...
+
+
 class QueryRepository(Protocol):
     """Read-only aggregation for the DP query engine (service/queries/engine.py).
 
@@ -328,6 +378,9 @@ class Store(Protocol):
 
     @property
     def queries(self) -> QueryRepository: ...
+
+    @property
+    def hot(self) -> HotRepository: ...
 
     def migrate(self) -> None: ...
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -169,13 +170,17 @@ def test_no_canary_token_or_secret_is_found_in_any_byte_of_the_data_dir(
     tmp_path: Path, master_key_b64: str, stop: str
 ) -> None:
     data_dir = tmp_path / "data"
-    server = Server(data_dir, master_key_b64).start()
+    # The sealer runs, so the event lake (Parquet, Delta log, checkpoints) is scanned too.
+    server = Server(data_dir, master_key_b64, env={"TACIT_SEAL_INTERVAL_S": "0.2"}).start()
     canaries = Canaries()
     try:
         tokens = {
             role: server.create_token(role, f"canary-{role}") for role in ("ingest", "analyst")
         }
         bodies = post_everything(server, canaries, tokens)
+        deadline = time.monotonic() + 30
+        while not list((data_dir / "lake").rglob("*.parquet")) and time.monotonic() < deadline:
+            time.sleep(0.1)
     finally:
         if stop == "graceful":
             server.stop()
@@ -184,6 +189,8 @@ def test_no_canary_token_or_secret_is_found_in_any_byte_of_the_data_dir(
 
     files = data_dir_bytes(data_dir)
     assert {"tacit.db", "server.log"} <= set(files)
+    assert any(f.startswith("lake/_delta_log/") for f in files)
+    assert any(f.startswith("lake/epoch=") and f.endswith(".parquet") for f in files)
     if stop == "sigkill":
         assert {"tacit.db-wal", "tacit.db-shm"} <= set(files)
     assert "Tacit listening" in files["server.log"].decode()

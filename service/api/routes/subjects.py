@@ -24,7 +24,7 @@ class EraseRequest(BaseModel):
     summary="Delete one data subject's events from every epoch that can still be linked",
 )
 def erase_subject(body: EraseRequest, principal: AdminPrincipal, state: StateDep) -> dict[str, Any]:
-    erased = Erasure(state.store, state.keyring).erase(
+    erased = Erasure(state.store, state.keyring, state.lake_upkeep).erase(
         body.user_id, state.clock(), actor=principal.name
     )
     return {

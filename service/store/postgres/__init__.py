@@ -9,6 +9,7 @@ from service.store.postgres.audit import PostgresAudit
 from service.store.postgres.db import DEFAULT_POOL_TIMEOUT_S, Database
 from service.store.postgres.erasure import PostgresErasure
 from service.store.postgres.events import PostgresEvents
+from service.store.postgres.hot import PostgresHot
 from service.store.postgres.ledger import PostgresLedger
 from service.store.postgres.partitions import Partitions
 from service.store.postgres.queries import PostgresQueries
@@ -39,6 +40,7 @@ class PostgresStore:
         self.ledger = PostgresLedger(self.db, self.audit)
         self.retention = PostgresRetention(self.db, self.audit, self.partitions)
         self.erasure = PostgresErasure(self.db, self.audit)
+        self.hot = PostgresHot(self.db)
         self.queries = PostgresQueries(self.db)
 
     def migrate(self) -> None:

@@ -191,4 +191,9 @@ MIGRATIONS: list[list[str]] = [
     [
         """ALTER TABLE tokens ADD COLUMN origins text""",
     ],
+    # The hot tier's sealing mark (mirrors the SQLite migration that adds it, which says why).
+    [
+        """ALTER TABLE events ADD COLUMN seal_batch bigint""",
+        """CREATE INDEX events_sealing ON events (seal_batch) WHERE seal_batch IS NOT NULL""",
+    ],
 ]

@@ -8,6 +8,7 @@ from service.store.sqlite.audit import SQLiteAudit
 from service.store.sqlite.db import Database
 from service.store.sqlite.erasure import SQLiteErasure
 from service.store.sqlite.events import SQLiteEvents
+from service.store.sqlite.hot import SQLiteHot
 from service.store.sqlite.ledger import SQLiteLedger
 from service.store.sqlite.queries import SQLiteQueries
 from service.store.sqlite.retention import SQLiteRetention
@@ -27,6 +28,7 @@ class SQLiteStore:
         self.ledger = SQLiteLedger(self.db, self.audit)
         self.retention = SQLiteRetention(self.db, self.audit)
         self.erasure = SQLiteErasure(self.db, self.audit)
+        self.hot = SQLiteHot(self.db)
         self.queries = SQLiteQueries(self.db)
 
     def migrate(self) -> None:

@@ -166,4 +166,11 @@ MIGRATIONS: list[list[str]] = [
     [
         """ALTER TABLE tokens ADD COLUMN origins TEXT""",
     ],
+    # The hot tier's sealing mark (service/lake/sealer.py): NULL until the sealer claims
+    # a row for a batch, then that batch's number until the lake holds it and the row
+    # leaves. The index is partial, so an insert (NULL) never touches it.
+    [
+        """ALTER TABLE events ADD COLUMN seal_batch INTEGER""",
+        """CREATE INDEX events_sealing ON events (seal_batch) WHERE seal_batch IS NOT NULL""",
+    ],
 ]
