@@ -47,6 +47,9 @@ def _event(rng: random.Random, user: int, day_back: int, second: int) -> tuple[A
             "dwell",
             "abandonment",
             "task_completion",
+            "regenerate",
+            "stop_generation",
+            "feedback",
         ]
     )
     ctx = {
@@ -76,6 +79,12 @@ def _event(rng: random.Random, user: int, day_back: int, second: int) -> tuple[A
         fields = {"after_ms": rng.randint(0, 60_000)}
     elif kind == "task_completion":
         fields = {"outcome": rng.choice(["success", "failure"])}
+    elif kind == "regenerate":
+        fields = {"attempt": rng.randint(1, 20)}
+    elif kind == "stop_generation":
+        fields = {"after_ms": rng.randint(0, 60_000)}
+    elif kind == "feedback":
+        fields = {"thumbs": rng.choice(["up", "down"]), "rating": rng.choice([None, 1, 3, 5])}
     return event_row(
         kind,
         day=TODAY - timedelta(days=day_back),
