@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from factories import event
-from server import Server
+from server import Server, ServerError
 
 from service.store import open_store
 
@@ -328,3 +328,16 @@ def test_a_publishable_key_is_limited_per_client_address(limited: Site) -> None:
 def test_a_publishable_key_is_limited_across_all_addresses(limited: Site) -> None:
     assert post_from(limited, "198.51.100.1").status_code == 200
     assert_limited(post_from(limited, "198.51.100.2"))
+
+
+def test_the_cli_refuses_an_origin_without_publishable_and_a_publishable_analyst(
+    site: Site,
+) -> None:
+    with pytest.raises(ServerError, match="--origin only applies with --publishable"):
+        site.server.cli("token", "create", "--role", "ingest", "--origin", PAGE, "--name", "a")
+    with pytest.raises(ServerError, match="only ingest tokens can be publishable"):
+        args = ["--role", "analyst", "--publishable", "--origin", PAGE, "--name", "b"]
+        site.server.cli("token", "create", *args)
+    with pytest.raises(ServerError, match="scheme://host"):
+        args = ["--role", "ingest", "--publishable", "--origin", PAGE + "/app", "--name", "c"]
+        site.server.cli("token", "create", *args)
