@@ -64,7 +64,8 @@ def _simulate(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from service.dev.simulate import Simulation, World, run
+    from service.dev.send import run
+    from service.dev.simulate import Simulation, World
 
     if args.days < 1 or args.users < 1:
         raise CliError("--days and --users must be at least 1")

@@ -37,7 +37,7 @@ class Seeding:
     def __init__(
         self, loaded: LoadedPolicy, url: str, token: str, marker: Path, plan: dict[str, Any]
     ) -> None:
-        from service.dev.simulate import Sender
+        from service.dev.send import Sender
 
         self._loaded, self._url, self._marker, self._plan = loaded, url, marker, plan
         self._sender = Sender(url, token)

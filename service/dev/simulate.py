@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import math
 import random
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from privacy.events import EventType
 from privacy.policy import Policy
-from service.client import BatchResult, Client, ClientClosed, ClientStats
 
 # Relative traffic per UTC hour: a working day with a long tail.
 _HOURLY = (1, 1, 1, 1, 1, 2, 3, 5, 8, 10, 11, 11, 10, 10, 11, 11, 10, 8, 6, 5, 4, 3, 2, 1)
@@ -350,69 +348,3 @@ class _Session:
     def completion(self, success: bool) -> None:
         self._wait(45.0)
         self._emit(EventType.TASK_COMPLETION, {"outcome": "success" if success else "failure"})
-
-
-class Sender:
-    """Sends a simulation's events through a client, blocking when its buffer is full (a
-    simulation wants every event, not speed at any price). A refused token (401, 403)
-    ends the run, as no later batch could succeed; so does :meth:`stop`, from any thread.
-    """
-
-    def __init__(
-        self,
-        url: str,
-        token: str,
-        *,
-        on_result: Callable[[BatchResult], None] | None = None,
-        batch_size: int = 500,
-    ) -> None:
-        self._refused = threading.Event()
-        self._on_result = on_result
-        self._client = Client(
-            url, token, batch_size=batch_size, on_result=self._settled, max_attempts=None
-        )
-
-    def run(
-        self, simulation: Simulation, on_day: Callable[[date, int], None] | None = None
-    ) -> ClientStats:
-        """Send every event of ``simulation``; the client's final stats."""
-        client = self._client
-        try:
-            for day, events in simulation.by_day():
-                for event in events:
-                    if self._refused.is_set():
-                        break
-                    client.track(event, block=True)
-                if self._refused.is_set():
-                    break
-                if on_day is not None:
-                    on_day(day, len(events))
-            client.flush()
-        except ClientClosed:  # stop(): what was not sent is counted as abandoned
-            pass
-        finally:
-            stats = client.close()
-        return stats
-
-    def stop(self) -> None:
-        """End the run now, abandoning what is not sent yet (the server is going away)."""
-        self._client.close(timeout=0)
-
-    def _settled(self, result: BatchResult) -> None:
-        if result.status_code in (401, 403):
-            self._refused.set()
-        if self._on_result is not None:
-            self._on_result(result)
-
-
-def run(
-    simulation: Simulation,
-    url: str,
-    token: str,
-    *,
-    on_day: Callable[[date, int], None] | None = None,
-    on_result: Callable[[BatchResult], None] | None = None,
-    batch_size: int = 500,
-) -> ClientStats:
-    """Send a simulation's events through a new client (see :class:`Sender`)."""
-    return Sender(url, token, on_result=on_result, batch_size=batch_size).run(simulation, on_day)

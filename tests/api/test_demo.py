@@ -20,7 +20,8 @@ from server import Server, ServerError, create_token_in_process, tacit_executabl
 from privacy.policy import load_policy
 from service.cli.simulate import dev_token
 from service.dev import demo
-from service.dev.simulate import Simulation, World, run
+from service.dev.send import run
+from service.dev.simulate import Simulation, World
 from service.settings import DEFAULT_POLICY, Settings
 
 

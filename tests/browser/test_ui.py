@@ -26,7 +26,8 @@ from server import REPO, Server, create_token_in_process
 
 from privacy.keyring import MasterKey
 from privacy.policy import load_policy
-from service.dev.simulate import Simulation, World, run
+from service.dev.send import run
+from service.dev.simulate import Simulation, World
 from service.settings import DEFAULT_POLICY
 
 CHROMIUM = Path("/usr/bin/chromium")
