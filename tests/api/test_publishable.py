@@ -82,7 +82,15 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
     data_dir: Path = tmp_path_factory.mktemp("publishable") / "data"
     data_dir.mkdir()
-    env = {"TACIT_ACCESS_LOG": "1", "TACIT_CORS_REFRESH_S": "0"}
+    # Every request of this module comes from 127.0.0.1: the per-address limit (5/s by
+    # default) would answer 429 to a fast machine running these tests back to back. The
+    # limits have their own servers below; this one must answer each request itself.
+    env = {
+        "TACIT_ACCESS_LOG": "1",
+        "TACIT_CORS_REFRESH_S": "0",
+        "TACIT_RATE_LIMIT_ADDRESS_REQUESTS_PER_S": "0",
+        "TACIT_RATE_LIMIT_ADDRESS_EVENTS_PER_S": "0",
+    }
     with Server(data_dir, MasterKey.generate_base64(), env=env) as server:
         yield Site(server)
 
