@@ -68,7 +68,16 @@ export class TacitServer {
     ]).toString().trim(); // prettier-ignore
     const env: NodeJS.ProcessEnv = {};
     for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("TACIT_")) env[k] = v;
-    this.env = { ...env, TACIT_DATA_DIR: this.dataDir, TACIT_MASTER_KEY: masterKey, TACIT_POLICY: POLICY, ...extraEnv };
+    // stored.py reads the hot table of the SQLite file: keep the events there (the service
+    // would otherwise seal them into the lake every 10 s), as tests/server.py does.
+    this.env = {
+      ...env,
+      TACIT_DATA_DIR: this.dataDir,
+      TACIT_MASTER_KEY: masterKey,
+      TACIT_POLICY: POLICY,
+      TACIT_SEAL_INTERVAL_S: "86400",
+      ...extraEnv,
+    };
   }
 
   async start(): Promise<void> {

@@ -3,7 +3,8 @@
     python stored.py DATA_DIR SOURCE
 
 Reads the real SQLite file the server writes (read-only): event type and payload columns
-only; the stored identifiers are keyed hashes and are not printed.
+only; the stored identifiers are keyed hashes and are not printed. The harness's server
+does not seal (TACIT_SEAL_INTERVAL_S), so every event is still in this hot table.
 """
 
 import json
