@@ -28,6 +28,7 @@ from typing import Any
 
 from service.lake.status import lake_status
 from service.lake.table import Lake
+from service.periodic import Periodic
 from service.store.base import Store
 
 log = logging.getLogger("tacit.lake")
@@ -172,38 +173,29 @@ class SealSchedule:
     ) -> None:
         self.sealer = sealer
         self._on_status = on_status
-        self._interval = interval_s
         self._compact_interval = compact_interval_s
         self._clock = clock
-        self._first_delay = interval_s if first_delay_s is None else first_delay_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="tacit-sealer", daemon=True)
         self._last_compact = time.monotonic()
         self.runs = 0
         self.last_report: SealReport | None = None
+        first = interval_s if first_delay_s is None else first_delay_s
+        self._periodic = Periodic("tacit-sealer", self._tick, interval_s, first, "sealing", log)
 
     def start(self) -> None:
-        self._thread.start()
+        self._periodic.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        """Stop, ending a running pass after its current batch."""
+        self._periodic.stop(timeout)
 
-    def _loop(self) -> None:
-        delay = self._first_delay
-        while not self._stop.wait(delay):
-            delay = self._interval
-            try:
-                self.last_report = self.sealer.seal(wait=False, stop=self._stop)
-                self.runs += 1
-                if time.monotonic() - self._last_compact >= self._compact_interval:
-                    self._last_compact = time.monotonic()
-                    self.sealer.compact(wait=False)
-                if self._on_status is not None:
-                    self._on_status(lake_status(self.sealer.store, self.sealer.lake, self._clock()))
-            except Exception:  # the schedule must outlive one failed seal
-                log.exception("sealing failed; retrying in %g s", self._interval)
+    def _tick(self, stop: threading.Event) -> None:
+        self.last_report = self.sealer.seal(wait=False, stop=stop)
+        self.runs += 1
+        if time.monotonic() - self._last_compact >= self._compact_interval:
+            self._last_compact = time.monotonic()
+            self.sealer.compact(wait=False)
+        if self._on_status is not None:
+            self._on_status(lake_status(self.sealer.store, self.sealer.lake, self._clock()))
 
 
 def _ms(at: datetime) -> int:

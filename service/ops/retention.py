@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from privacy.events import EVENT_TYPE_CODES, EVENT_TYPES_BY_CODE, EventType
 from privacy.keyring import Keyring
 from privacy.policy import Policy
+from service.periodic import Periodic
 from service.store.base import Store
 
 if TYPE_CHECKING:
@@ -289,38 +290,30 @@ class RetentionSchedule:
         self._sweeper = sweeper
         self._store = store
         self._clock = clock
-        self._interval = interval_s
         # Not at once on start: a restart loop must not sweep on every start, and
         # short-lived test apps never sweep unless they ask for a short interval.
-        self._first_delay = min(interval_s, 60.0) if first_delay_s is None else first_delay_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="tacit-retention", daemon=True)
-        self.ticks = 0  # wake-ups, whether or not this process swept
+        first = min(interval_s, 60.0) if first_delay_s is None else first_delay_s
+        self._periodic = Periodic("tacit-retention", self._tick, interval_s, first,
+                                  "retention run", log)  # fmt: skip
         self.runs = 0  # sweeps this process ran
         self.last_report: RetentionReport | None = None
 
+    @property
+    def ticks(self) -> int:
+        """Wake-ups, whether or not this process swept."""
+        return self._periodic.ticks
+
     def start(self) -> None:
-        self._thread.start()
+        self._periodic.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop, ending a running sweep after its current batch."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        """Stop, ending a running pass after its current batch."""
+        self._periodic.stop(timeout)
 
-    def _loop(self) -> None:
-        delay = self._first_delay
-        while not self._stop.wait(delay):
-            delay = self._interval
-            try:
-                self._tick()
-            except Exception:  # the schedule must outlive one failed sweep
-                log.exception("retention run failed; retrying in %g s", self._interval)
-            self.ticks += 1
-
-    def _tick(self) -> None:
+    def _tick(self, stop: threading.Event) -> None:
         now = self._clock()
-        if not self._store.retention.claim_run(now, timedelta(seconds=self._interval / 2)):
+        half = timedelta(seconds=self._periodic.interval_s / 2)
+        if not self._store.retention.claim_run(now, half):
             return
-        self.last_report = self._sweeper.run(now, stop=self._stop)
+        self.last_report = self._sweeper.run(now, stop=stop)
         self.runs += 1
