@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 import pytest
+from acked import repost
 from factories import PAYLOADS, event
 from server import Server, create_token_in_process
 
@@ -144,19 +145,6 @@ def read_dead_server(data_dir: Path) -> DeadState:
         )
     finally:
         conn.close()
-
-
-def repost(server: Server, token: str, events: list[dict[str, Any]]) -> tuple[int, int]:
-    """Post ``events`` again in batches of 1000; (accepted, duplicates) summed."""
-    accepted = duplicates = 0
-    with server.client(token) as client:
-        for start in range(0, len(events), 1000):
-            response = client.post("/v1/events", json={"events": events[start : start + 1000]})
-            assert response.status_code == 200, response.text
-            body = response.json()
-            accepted += body["accepted"]
-            duplicates += body["duplicates"]
-    return accepted, duplicates
 
 
 def run_round(

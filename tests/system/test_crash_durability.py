@@ -10,56 +10,19 @@ count must then equal the number of distinct events sent (nothing stored twice).
 
 from __future__ import annotations
 
-import itertools
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-from factories import PAYLOADS, event
+from acked import AckLedger, repost, stream
 from server import Server
 
 ROUNDS = 3
 CLIENTS = 2
 BATCH = 100
 ACKS_BEFORE_KILL = 8  # batches acknowledged in a round before the kill
-TYPES = itertools.cycle(PAYLOADS)
-
-
-@dataclass
-class Ledger:
-    """What the clients sent and which of it the server acknowledged."""
-
-    sent: list[dict[str, Any]] = field(default_factory=list)
-    acked: list[dict[str, Any]] = field(default_factory=list)
-    acked_batches: int = 0
-    unexpected: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-def stream(server: Server, token: str, ledger: Ledger, stop: threading.Event) -> None:
-    """Post batches until told to stop or the server goes away."""
-    with server.client(token, timeout=10.0) as client:
-        while not stop.is_set():
-            now = datetime.now(UTC)
-            batch = [event(next(TYPES), at=now) for _ in range(BATCH)]
-            with ledger.lock:
-                ledger.sent += batch
-            try:
-                response = client.post("/v1/events", json={"events": batch})
-            except httpx.TransportError:
-                return  # killed mid-request: this batch may or may not be stored
-            if response.status_code != 200 or response.json()["rejected"]:
-                ledger.unexpected.append(f"{response.status_code}: {response.text[:200]}")
-                return
-            with ledger.lock:
-                ledger.acked += batch
-                ledger.acked_batches += 1
 
 
 def stored_rows(server: Server) -> int:
@@ -70,20 +33,7 @@ def stored_rows(server: Server) -> int:
         conn.close()
 
 
-def repost(server: Server, token: str, events: list[dict[str, Any]]) -> tuple[int, int]:
-    """Post ``events`` again in batches of 1000; (accepted, duplicates) summed."""
-    accepted = duplicates = 0
-    with server.client(token) as client:
-        for start in range(0, len(events), 1000):
-            response = client.post("/v1/events", json={"events": events[start : start + 1000]})
-            assert response.status_code == 200, response.text
-            body = response.json()
-            accepted += body["accepted"]
-            duplicates += body["duplicates"]
-    return accepted, duplicates
-
-
-def kill_mid_stream(server: Server, token: str, ledger: Ledger) -> None:
+def kill_mid_stream(server: Server, token: str, ledger: AckLedger) -> None:
     stop = threading.Event()
     target = ledger.acked_batches + ACKS_BEFORE_KILL
     clients = [
@@ -109,7 +59,7 @@ def test_every_acknowledged_event_survives_sigkill_exactly_once(
     server = Server(tmp_path / "data", master_key_b64).start()
     try:
         token = server.create_token("ingest", "app")
-        ledger = Ledger()
+        ledger = AckLedger()
         for _ in range(ROUNDS):
             kill_mid_stream(server, token, ledger)
             server.restart()

@@ -13,19 +13,15 @@ equal the distinct events sent, exactly.
 
 from __future__ import annotations
 
-import itertools
 import random
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from factories import PAYLOADS, event
+from acked import AckLedger, repost, stream
 from server import Server
 
 from privacy.events import EVENT_TYPE_CODES, EventType
@@ -37,50 +33,8 @@ from service.store.sqlite import SQLiteStore
 KILLS = 20
 CLIENTS = 2
 BATCH = 100
-TYPES = itertools.cycle(PAYLOADS)
 SEED = 20261207
 CODES = {EVENT_TYPE_CODES[t]: t.value for t in EventType}
-
-
-@dataclass
-class Ledger:
-    """What the clients sent and which of it the server acknowledged."""
-
-    sent: list[dict[str, Any]] = field(default_factory=list)
-    acked: list[dict[str, Any]] = field(default_factory=list)
-    unexpected: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-def stream(server: Server, token: str, ledger: Ledger, stop: threading.Event) -> None:
-    """Post batches until told to stop or the server goes away."""
-    with server.client(token, timeout=10.0) as client:
-        while not stop.is_set():
-            batch = [event(next(TYPES), at=datetime.now(UTC)) for _ in range(BATCH)]
-            with ledger.lock:
-                ledger.sent += batch
-            try:
-                response = client.post("/v1/events", json={"events": batch})
-            except httpx.TransportError:
-                return  # killed mid-request: this batch may or may not be stored
-            if response.status_code != 200 or response.json()["rejected"]:
-                ledger.unexpected.append(f"{response.status_code}: {response.text[:200]}")
-                return
-            with ledger.lock:
-                ledger.acked += batch
-
-
-def repost(server: Server, token: str, events: list[dict[str, Any]]) -> tuple[int, int]:
-    """Post ``events`` again in batches of 1000; (accepted, duplicates) summed."""
-    accepted = duplicates = 0
-    with server.client(token) as client:
-        for start in range(0, len(events), 1000):
-            response = client.post("/v1/events", json={"events": events[start : start + 1000]})
-            assert response.status_code == 200, response.text
-            body = response.json()
-            accepted += body["accepted"]
-            duplicates += body["duplicates"]
-    return accepted, duplicates
 
 
 def counted(data_dir: Path) -> Counter[str]:
@@ -109,7 +63,7 @@ def test_every_acknowledged_event_is_counted_once_across_sigkills_while_sealing(
     server = Server(data_dir, master_key_b64, env=env).start()
     try:
         token = server.create_token("ingest", "app")
-        ledger = Ledger()
+        ledger = AckLedger()
         checked = 0  # acknowledged events already re-posted as duplicates
         for _ in range(KILLS):
             stop = threading.Event()
