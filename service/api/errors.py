@@ -98,6 +98,22 @@ class Unavailable(ApiError):
     retry_after = True
 
 
+class NotReady(ApiError):
+    """A dependency of this node (the database, the lake) does not answer now; ``checks``
+    names each one and its state. Retry after Retry-After seconds."""
+
+    status, code = 503, "not_ready"
+    retry_after = True
+
+    def __init__(self, checks: dict[str, str]) -> None:
+        down = ", ".join(name for name, state in checks.items() if state != "ok")
+        super().__init__(
+            f"not ready: {down} (see checks; the node's log says why)",
+            headers={"Retry-After": "5"},
+            checks=checks,
+        )
+
+
 class HttpRefusal(ApiError):
     """A refusal of the HTTP layer itself (a route that does not exist, a method it does
     not allow), in the status the framework chose."""

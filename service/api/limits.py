@@ -68,7 +68,7 @@ class RouteClass(StrEnum):
 
 
 _QUERY_PATHS = ("/v1/queries", "/v1/metrics", "/v1/budget")
-_HEALTH_PATHS = ("/healthz", "/metrics")
+_HEALTH_PATHS = ("/healthz", "/readyz", "/metrics")
 
 
 def route_class(path: str) -> RouteClass:

@@ -33,6 +33,7 @@ QUERY: Codes = {**AUTHENTICATED, "400": {"invalid_query"}, "413": {"payload_too_
 
 EXPECTED: dict[tuple[str, str], Codes] = {
     ("GET", "/healthz"): {},
+    ("GET", "/readyz"): {"503": {"not_ready"}},
     ("GET", "/metrics"): {},
     ("POST", "/v1/events"): {
         **AUTHENTICATED,

@@ -61,6 +61,7 @@ class Row:
 ROUTES: dict[tuple[str, str], Row] = {
     # Operations and documentation: open to all (they reveal no data).
     ("GET", "/healthz"): Row(PUBLIC),
+    ("GET", "/readyz"): Row(PUBLIC),
     ("GET", "/metrics"): Row(PUBLIC),
     ("GET", "/openapi.json"): Row(PUBLIC),
     ("GET", "/docs"): Row(PUBLIC),

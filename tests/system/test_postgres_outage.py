@@ -136,6 +136,10 @@ def test_while_the_database_is_down_every_route_needing_it_answers_503_store_una
         for role in ("ingest", "analyst", "compliance", "admin")
     }
     assert tacit.post_events(batch(canaries, 5), tokens["ingest"]).status_code == 200
+    with tacit.client() as client:
+        ready = client.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json() == {"status": "ready", "checks": {"store": "ok", "lake": "ok"}}
 
     pg_cluster.stop()
     responses: list[httpx.Response] = []
@@ -161,8 +165,15 @@ def test_while_the_database_is_down_every_route_needing_it_answers_503_store_una
 
     with tacit.client() as client:
         health = client.get("/healthz")  # liveness: it needs no database
+        ready = client.get("/readyz")  # readiness: it does
         metrics = client.get("/metrics").text
     assert health.status_code == 200
+    assert ready.status_code == 503 and int(ready.headers["Retry-After"]) >= 1
+    not_ready = ready.json()["error"]
+    assert not_ready["code"] == "not_ready"
+    assert not_ready["checks"] == {"store": "unavailable", "lake": "ok"}
+    assert "127.0.0.1" not in ready.text  # where the database is stays in the server's log
+    responses.append(ready)
     assert 'tacit_store_unavailable_total{route_class="ingest"} 3.0' in metrics
     assert 'tacit_store_unavailable_total{route_class="query"} 4.0' in metrics
     assert 'tacit_store_unavailable_total{route_class="other"} 2.0' in metrics
@@ -198,6 +209,8 @@ def test_ingestion_resumes_by_itself_when_the_database_returns_and_keeps_what_it
     # The client's retry of the refused batch, as service/client.py would send it.
     stored, _ = post_until_stored(lambda: tacit.post_events(refused, ingest))
     assert stored.json()["accepted"] == 10  # nothing of it was stored while refused
+    with tacit.client() as client:
+        assert client.get("/readyz").status_code == 200  # ready again, no restart
     after = tacit.post_events(batch(canaries, 5), ingest)
     assert after.status_code == 200 and after.json()["accepted"] == 5
     with tacit.client(analyst) as client:

@@ -46,5 +46,9 @@ class PostgresStore:
     def migrate(self) -> None:
         self.db.migrate()
 
+    def ping(self) -> None:
+        with self.db.read() as conn:
+            conn.execute("SELECT 1")
+
     def close(self) -> None:
         self.db.close()

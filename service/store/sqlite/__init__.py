@@ -34,6 +34,10 @@ class SQLiteStore:
     def migrate(self) -> None:
         self.db.migrate()
 
+    def ping(self) -> None:
+        with self.db.read() as conn:
+            conn.execute("SELECT 1")
+
     def close(self) -> None:
         self.tokens.close()
         self.db.close()
