@@ -74,6 +74,7 @@ class QueryPlan:
     rows_per_group: int = 1  # C
     settings: Mapping[str, float] = field(default_factory=dict)  # metric thresholds
     propensity_units: tuple[int, ...] = ()  # debiased clicks: IPW_UNIT / propensity(position)
+    funnel_steps: tuple[str, ...] = ()  # session_funnel: the policy's steps, in order
 
     @property
     def accounting(self) -> str:
@@ -131,6 +132,8 @@ def plan_query(request: QueryRequest, policy: Policy, analyst: str, today: date)
     _check_compare(request, metric, dims, cell_days)
     cells = _cells(cell_days, dims)
     bins = metric.value.bins if metric.kind == "median" and metric.value else 1
+    if metric.kind == "funnel":
+        bins = len(policy.privacy.metrics.funnel.steps) + 1
     if len(cells) * bins > MAX_CELLS:
         raise QueryError(
             f"this query has {len(cells) * bins} cells (days x dimension values"
@@ -168,6 +171,7 @@ def plan_query(request: QueryRequest, policy: Policy, analyst: str, today: date)
         propensity_units=tuple(
             round(IPW_UNIT / p) for p in policy.privacy.metrics.click_examination_propensity
         ),
+        funnel_steps=tuple(policy.privacy.metrics.funnel.steps) if metric.kind == "funnel" else (),
     )
 
 

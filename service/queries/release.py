@@ -34,6 +34,7 @@ from privacy.mechanisms import NoisyVector
 from privacy.metrics import Metric
 from privacy.query import QueryPlan
 from service.queries.compare import annotate, compare_notes
+from service.queries.funnel import funnel_notes, funnel_rows
 
 __all__ = ["release_rows"]
 
@@ -118,6 +119,8 @@ def release_rows(
     values: list[tuple[float | None, list[float]]] = []
     clipped = 0
     n = len(plan.cells)
+    if metric.kind == "funnel":
+        return funnel_rows(plan, noisy["levels"]), notes_for(plan) + funnel_notes(plan)
     if metric.kind in ("count", "distinct"):
         (name,) = parts
         vector = noisy[name]
@@ -184,7 +187,8 @@ def notes_for(plan: QueryPlan) -> list[str]:
     if metric.kind == "distinct":
         per_cell = "counting once in each"
     else:
-        what = "session(s)" if metric.name == "abandonment_rate" else "event(s)"
+        sessions = metric.name == "abandonment_rate" or metric.kind == "funnel"
+        what = "session(s)" if sessions else "event(s)"
         per_cell = (
             f"and {plan.rows_per_group} {what} per cell (a person above that counts as the "
             "limit, with their own average)"
