@@ -13,6 +13,8 @@ from service.client import AnalystClient, Unreachable
 
 # What a compared row carries besides its keys (service/queries/compare.py).
 COMPARED = ("difference", "difference_ci95", "lift", "lift_ci95")
+# What a funnel row carries besides its keys (service/queries/funnel.py).
+FUNNEL = ("sessions", "sessions_ci95", "steps")
 
 
 def register(sub: Any) -> None:
@@ -156,18 +158,33 @@ def _comparison_lines(body: dict[str, Any]) -> list[str]:
     return [f"compared with {dim} = {baseline} (no extra budget):", *_table(header, table)]
 
 
+def _funnel_table(rows: Sequence[dict[str, Any]], dims: Sequence[str]) -> list[list[str]]:
+    """A funnel's rows, one line per cell and step: the sessions first, then each step."""
+    table: list[list[str]] = []
+    for row in rows:
+        keys = [str(row[d]) for d in dims]
+        low, high = row.get("sessions_ci95") or (None, None)
+        table.append([*keys, "sessions shown a response", _number(row.get("sessions"))])
+        table[-1] += [_number(low), _number(high)]
+        for step in row["steps"]:
+            low, high = step["ci95"]
+            table.append([*keys, step["step"], _number(step["value"]), _number(low), _number(high)])
+    return table
+
+
 def render(body: dict[str, Any]) -> str:
     """A response as a human reads it: a table of cells, the cost, what is left."""
     rows: list[dict[str, Any]] = body.get("rows") or []
-    value_keys = {"value", "ci95", "ci95_halfwidth", *COMPARED}
+    value_keys = {"value", "ci95", "ci95_halfwidth", *COMPARED, *FUNNEL}
     dims = [k for k in (rows[0] if rows else {}) if k not in value_keys]
     preview = bool(body.get("preview"))
+    funnel = not preview and bool(rows) and "steps" in rows[0]
     if preview:
         header = [*dims, "expected 95 % half-width"]
     else:
-        header = [*dims, "value", "ci95 low", "ci95 high"]
-    table: list[list[str]] = []
-    for row in rows:
+        header = [*dims, *(["step"] if funnel else []), "value", "ci95 low", "ci95 high"]
+    table: list[list[str]] = _funnel_table(rows, dims) if funnel else []
+    for row in [] if funnel else rows:
         cells = [str(row[d]) for d in dims]
         if preview:
             cells.append(_number(row.get("ci95_halfwidth")))

@@ -10,9 +10,10 @@ bottom:
    t_k = the first event of step k at or after t_(k-1) — one window MIN per step, so
    a step counts only once every earlier one happened (ties in the stored, coarsened
    time count as in order); the session's bin is the number of steps reached;
-3. *units and cells*: per (epoch, user, cell) the sessions' weights per bin, scaled to
-   C sessions when a person has more (all bins by the same factor, so the bounded
-   histogram stays a histogram), K cells kept; then the sums per cell and bin.
+3. *units and cells*: per (epoch, user, cell) the weighted sessions reaching at least k
+   steps, scaled to C sessions when a person has more (the same factor C / n for every
+   k, rounded down), differenced into bins; K cells kept; then the sums per cell and bin.
+   A session weighs its response_shown's weight (the denominator's event).
 
 Only window MIN over a partition, CASE and integer arithmetic: SQLite, PostgreSQL,
 DuckDB and Spark run the same statement (the Dialect decides integer division).
@@ -89,18 +90,26 @@ def funnel_sql(
         )
     depth = " ".join(f"WHEN MAX(t{k}) IS NOT NULL THEN {k}" for k in range(len(steps), 0, -1))
     sessions = (
-        f"SELECT epoch, user_ps, cell, MAX(w) AS w, CASE {depth} ELSE 0 END AS bin "
+        f"SELECT epoch, user_ps, cell, MAX(CASE WHEN f0 = 1 THEN w END) AS w, "
+        f"CASE {depth} ELSE 0 END AS bin "
         f"FROM ({ordered}) AS o WHERE t0 IS NOT NULL GROUP BY epoch, user_ps, session_ps, cell"
     )
     names = [f"b{j}" for j in range(len(steps) + 1)]
-    bounded = ", ".join(
+    # The sessions reaching at least k steps, scaled to C sessions (floors of one
+    # monotone sum), then bin j = reached(j) - reached(j + 1): never negative, and the
+    # bins add up to the person's bounded sessions exactly, as abandonment_rate's
+    # denominator does (scaling each bin on its own would lose up to a session per bin).
+    reached = [
         _scaled(
-            f"CAST(SUM(CASE WHEN bin = {j} THEN w ELSE 0 END) AS BIGINT)",
+            f"CAST(SUM(CASE WHEN bin >= {k} THEN w ELSE 0 END) AS BIGINT)",
             "COUNT(*)",
             plan.rows_per_group,
             dialect,
         )
-        + f" AS v_{name}"
+        for k in range(len(names))
+    ]
+    bounded = ", ".join(
+        (f"{reached[j]} - {reached[j + 1]}" if j + 1 < len(names) else reached[j]) + f" AS v_{name}"
         for j, name in enumerate(names)
     )
     return _per_cell(plan, bounded, sessions, names)
