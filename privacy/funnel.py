@@ -64,6 +64,7 @@ class FunnelEstimate:
     sessions_ci95: tuple[float, float]
     shares: tuple[float | None, ...]  # None: no session left after noise
     intervals: tuple[tuple[float, float], ...]
+    reached: tuple[float, ...] = ()  # sessions reaching each step (post-processed counts)
 
 
 def clip_levels(levels: Sequence[int]) -> list[int]:
@@ -108,5 +109,9 @@ def funnel_estimate(
         high = a_hi / (a_hi + r_lo) if a_hi + r_lo > 0 else 1.0
         intervals.append((min(max(low, 0.0), 1.0), min(max(high, 0.0), 1.0)))
     return FunnelEstimate(
-        sessions / divisor, (lo / divisor, hi / divisor), tuple(shares), tuple(intervals)
+        sessions / divisor,
+        (lo / divisor, hi / divisor),
+        tuple(shares),
+        tuple(intervals),
+        tuple(r / divisor for r in reached[1:]),
     )

@@ -130,6 +130,7 @@ def plan_query(request: QueryRequest, policy: Policy, analyst: str, today: date)
     )
     cell_days = days if DAY in grouped else ()
     _check_compare(request, metric, dims, cell_days)
+    _check_totals(request, metric, dims)
     cells = _cells(cell_days, dims)
     bins = metric.value.bins if metric.kind == "median" and metric.value else 1
     if metric.kind == "funnel":
@@ -271,6 +272,28 @@ def _check_compare(
         )
     if len(keys) < 2:
         raise QueryError(f'"compare": {dim} has only one key here, nothing to compare with')
+
+
+def _check_totals(
+    request: QueryRequest, metric: Metric, dims: tuple[tuple[str, tuple[str | int, ...]], ...]
+) -> None:
+    """Totals add up the breakdown of additive counts: a dimension to add over is needed."""
+    if not request.totals:
+        return
+    if metric.kind == "distinct":
+        raise QueryError(
+            f'"totals": {metric.name} of each value do not add up to the day\'s (a person '
+            "active under two values counts under each): ask without the breakdown"
+        )
+    if metric.kind not in ("count", "rate", "funnel"):
+        raise QueryError(
+            f'"totals" works on counts, rates and funnels; {metric.name} is a {metric.kind}: '
+            "ask without the breakdown for its total"
+        )
+    if not dims:
+        raise QueryError('"totals" adds up a breakdown: group by a dimension besides "day"')
+    if request.compare is not None:
+        raise QueryError('"totals" and "compare" cannot be asked together: ask one at a time')
 
 
 def _cells(

@@ -5,7 +5,8 @@ that reached exactly 0, 1, ..., N steps); the maths is privacy/funnel.py. A row 
 
     {"day": ..., "surface": ..., "value": share reaching the last step, "ci95": [lo, hi],
      "sessions": n, "sessions_ci95": [lo, hi],
-     "steps": [{"step": "click_through", "value": share, "ci95": [lo, hi]}, ...]}
+     "steps": [{"step": "click_through", "value": share, "ci95": [lo, hi],
+                "sessions": sessions reaching it}, ...]}
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ FUNNEL_FIELDS = ("value", "ci95", "sessions", "sessions_ci95", "steps")
 def funnel_row(steps: Sequence[str], estimate: FunnelEstimate) -> dict[str, Any]:
     """The value fields of one funnel (a cell's, or a total's)."""
     listed = [
-        {"step": name, "value": share, "ci95": list(interval)}
-        for name, share, interval in zip(steps, estimate.shares, estimate.intervals, strict=True)
+        {"step": name, "value": share, "ci95": list(interval), "sessions": reached}
+        for name, share, interval, reached in zip(
+            steps, estimate.shares, estimate.intervals, estimate.reached, strict=True
+        )
     ]
     last = listed[-1]
     return {

@@ -35,6 +35,7 @@ from privacy.metrics import Metric
 from privacy.query import QueryPlan
 from service.queries.compare import annotate, compare_notes
 from service.queries.funnel import funnel_notes, funnel_rows
+from service.queries.totals import add_totals, totals_notes
 
 __all__ = ["release_rows"]
 
@@ -120,7 +121,8 @@ def release_rows(
     clipped = 0
     n = len(plan.cells)
     if metric.kind == "funnel":
-        return funnel_rows(plan, noisy["levels"]), notes_for(plan) + funnel_notes(plan)
+        rows = funnel_rows(plan, noisy["levels"])
+        return _with_totals(plan, noisy, rows, notes_for(plan) + funnel_notes(plan))
     if metric.kind in ("count", "distinct"):
         (name,) = parts
         vector = noisy[name]
@@ -167,7 +169,20 @@ def release_rows(
             "declared examination propensities predict; the propensities there are "
             "probably too low."
         )
-    return rows, notes
+    return _with_totals(plan, noisy, rows, notes)
+
+
+def _with_totals(
+    plan: QueryPlan,
+    noisy: Mapping[str, NoisyVector],
+    rows: list[dict[str, Any]],
+    notes: list[str],
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows and, when asked, the consistent totals after them (service/queries/totals.py)."""
+    if not plan.request.totals:
+        return rows, notes
+    totals = add_totals(plan, noisy, rows, ratio_range(plan))
+    return rows + totals, notes + totals_notes(plan)
 
 
 def ratio_range(plan: QueryPlan) -> tuple[float, float]:
