@@ -6,7 +6,7 @@
 (() => {
   const TOKEN_KEY = "tacit.token";
   const SVG_NS = "http://www.w3.org/2000/svg";
-  const VALUE_KEYS = new Set(["value", "ci95", "ci95_halfwidth", "difference", "difference_ci95", "lift", "lift_ci95", "sessions", "sessions_ci95", "steps"]);
+  const VALUE_KEYS = new Set(["value", "ci95", "ci95_halfwidth", "difference", "difference_ci95", "lift", "lift_ci95", "sessions", "sessions_ci95", "steps", "numerator", "denominator"]);
   const FUNNEL_CELLS = 12; // funnels drawn at most; the table lists every cell
   const ERROR_WORDS = {
     unauthorized: "This token was not accepted.",
@@ -251,6 +251,7 @@
     }
     renderFilters(m);
     renderCompare(m);
+    $("totals-field").hidden = !["count", "rate", "funnel"].includes(m.kind);
   }
 
   // Rates and means can compare each key of a dimension with a baseline key.
@@ -324,6 +325,7 @@
       // A comparison is between the keys of a grouped dimension: group by it.
       if (!body.group_by.includes(compare.dimension)) body.group_by.push(compare.dimension);
     }
+    if (!$("totals-field").hidden && $("totals").checked) body.totals = true;
     body[state.catalogue.unit === "rho" ? "rho" : "epsilon"] = Number($("budget-amount").value);
     return body;
   }
@@ -464,6 +466,16 @@
       if (funnel) tr.append(h("td", { className: "steps", text: row.steps.map(stepWords).join("; ") }));
       return tr;
     });
+    // Totals: one row per day, the exact sum of the rows above it (no extra budget).
+    for (const t of r.totals || []) {
+      const tr = h("tr", { className: "total-row" });
+      for (const d of dims) tr.append(h("td", { text: d === "day" ? String(t.day) : "total" }));
+      tr.append(h("td", { className: "num", text: formatValue(t.value, unit) }));
+      const ci = t.ci95 || [null, null];
+      tr.append(h("td", { className: "num", text: t.value === null ? "no value" : `${formatValue(ci[0], unit)} – ${formatValue(ci[1], unit)}` }));
+      if (funnel) tr.append(h("td", { className: "steps", text: t.steps.map(stepWords).join("; ") }));
+      rows.push(tr);
+    }
     table.tBodies[0].replaceChildren(...rows);
     $("result-guarantee").textContent = r.guarantee || "";
     $("result-notes").replaceChildren(...(r.notes || []).map((n) => h("li", { text: n })));
