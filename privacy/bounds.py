@@ -203,6 +203,11 @@ def parts_for(
         else:
             numerator = part("numerator", (numerator_type,))
         return (numerator, part("denominator", (denominator_type,)))
+    if kind == "funnel":
+        # One histogram per cell: bin j holds the sessions that reached exactly j steps.
+        levels = len(policy.privacy.metrics.funnel.steps) + 1
+        funnel = part("levels", metric.event_types)
+        return (replace(funnel, length=n_cells * levels),)
     value = metric.value
     if value is None:
         raise AssertionError(f"{metric.name} declares no value: this is a bug in the catalogue")

@@ -13,7 +13,7 @@ from privacy.events import EventType
 
 __all__ = ["Kind", "Metric", "Scale", "mean_and_median", "tail_quantiles"]
 
-Kind = Literal["count", "rate", "mean", "median", "distinct"]
+Kind = Literal["count", "rate", "mean", "median", "distinct", "funnel"]
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from types import MappingProxyType
 
 from privacy.chat_metrics import CHAT_METRICS
 from privacy.events import CONTEXT_DIMENSIONS, EventType
+from privacy.funnel import FUNNEL_METRICS
 from privacy.metric_model import Kind, Metric, Scale, mean_and_median, tail_quantiles
 
 __all__ = [
@@ -223,6 +224,7 @@ _ALL: tuple[Metric, ...] = (
         needs=("session_id",),
     ),
     *CHAT_METRICS,
+    *FUNNEL_METRICS,
 )
 
 # High percentiles where the tail is the question: long dwells, long copies, late stops.

@@ -74,6 +74,7 @@ class QueryPlan:
     rows_per_group: int = 1  # C
     settings: Mapping[str, float] = field(default_factory=dict)  # metric thresholds
     propensity_units: tuple[int, ...] = ()  # debiased clicks: IPW_UNIT / propensity(position)
+    funnel_steps: tuple[str, ...] = ()  # session_funnel: the policy's steps, in order
 
     @property
     def accounting(self) -> str:
@@ -129,8 +130,11 @@ def plan_query(request: QueryRequest, policy: Policy, analyst: str, today: date)
     )
     cell_days = days if DAY in grouped else ()
     _check_compare(request, metric, dims, cell_days)
+    _check_totals(request, metric, dims)
     cells = _cells(cell_days, dims)
     bins = metric.value.bins if metric.kind == "median" and metric.value else 1
+    if metric.kind == "funnel":
+        bins = len(policy.privacy.metrics.funnel.steps) + 1
     if len(cells) * bins > MAX_CELLS:
         raise QueryError(
             f"this query has {len(cells) * bins} cells (days x dimension values"
@@ -168,6 +172,7 @@ def plan_query(request: QueryRequest, policy: Policy, analyst: str, today: date)
         propensity_units=tuple(
             round(IPW_UNIT / p) for p in policy.privacy.metrics.click_examination_propensity
         ),
+        funnel_steps=tuple(policy.privacy.metrics.funnel.steps) if metric.kind == "funnel" else (),
     )
 
 
@@ -267,6 +272,28 @@ def _check_compare(
         )
     if len(keys) < 2:
         raise QueryError(f'"compare": {dim} has only one key here, nothing to compare with')
+
+
+def _check_totals(
+    request: QueryRequest, metric: Metric, dims: tuple[tuple[str, tuple[str | int, ...]], ...]
+) -> None:
+    """Totals add up the breakdown of additive counts: a dimension to add over is needed."""
+    if not request.totals:
+        return
+    if metric.kind == "distinct":
+        raise QueryError(
+            f'"totals": {metric.name} of each value do not add up to the day\'s (a person '
+            "active under two values counts under each): ask without the breakdown"
+        )
+    if metric.kind not in ("count", "rate", "funnel"):
+        raise QueryError(
+            f'"totals" works on counts, rates and funnels; {metric.name} is a {metric.kind}: '
+            "ask without the breakdown for its total"
+        )
+    if not dims:
+        raise QueryError('"totals" adds up a breakdown: group by a dimension besides "day"')
+    if request.compare is not None:
+        raise QueryError('"totals" and "compare" cannot be asked together: ask one at a time')
 
 
 def _cells(

@@ -25,6 +25,7 @@ _FIELDS = (
     "group_by",
     "filters",
     "compare",
+    "totals",
     "epsilon",
     "rho",
     "target_ci95",
@@ -53,6 +54,8 @@ class QueryRequest:
     target_ci95: float | None = None
     # (dimension, baseline key): compare every other key of a grouped dimension with it.
     compare: tuple[str, str] | None = None
+    # Per-day totals of the breakdown that equal the sum of its released parts.
+    totals: bool = False
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> QueryRequest:
@@ -90,8 +93,12 @@ class QueryRequest:
         amounts = {k: _amount(body, k) for k in ("epsilon", "rho", "target_ci95")}
         if sum(v is not None for v in amounts.values()) > 1:
             raise QueryError('give only one of "epsilon", "rho" and "target_ci95"')
+        totals = body.get("totals", False)
+        if not isinstance(totals, bool):
+            raise QueryError('"totals" must be true or false')
         return cls(
             compare=_compare(body),
+            totals=totals,
             metric=metric,
             start=start,
             end=end,
@@ -115,6 +122,8 @@ class QueryRequest:
             value = getattr(self, key)
             if value is not None:
                 body[key] = value
+        if self.totals:
+            body["totals"] = True
         if self.compare is not None:
             body["compare"] = {"dimension": self.compare[0], "baseline": self.compare[1]}
         return json.dumps(body, sort_keys=True, separators=(",", ":"))

@@ -310,6 +310,10 @@ RULES: dict[str, Rule] = {
         "weights of the position-debiased click rate (and how many positions are reported); "
         "every answer is still noised and charged"
     ),
+    "privacy.metrics.funnel.steps": _neutral(
+        "changes which sessions session_funnel counts at each step, not what is collected; "
+        "every answer is still noised and charged"
+    ),
     "privacy.metrics.cohort_level_only": _members(
         Direction.TIGHTENS,
         "these metrics may be broken down only by day and cohort",

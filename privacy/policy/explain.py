@@ -253,6 +253,17 @@ def _questions(policy: Policy) -> tuple[str, ...]:
         f"A query rephrasing counts as a reformulation only from a similarity of "
         f"{number(m.reformulation_similarity_threshold)}; a copy counts as long from "
         f"{m.long_copy_min_span} characters.",
+    ]
+    if m.funnel.steps:
+        points.append(
+            "The session funnel follows each session from a response shown through "
+            + " → ".join(m.funnel.steps)
+            + ", in order: a step counts only after every step before it. A person's "
+            "sessions are bounded like every session metric's, and each session is counted "
+            "once, in the bin of the last step it reached, so the budget of a funnel query "
+            "is not split between its steps."
+        )
+    points += [
         f"Asking the same question again within {duration(q.repeat_window)} returns the same "
         "answer at no cost, so repeating it cannot average the noise away.",
     ]

@@ -30,6 +30,8 @@ def metric_unavailable(metric: Metric, policy: Policy) -> str | None:
         return (
             f"{metric.name} needs {', '.join(missing)} events, which this policy does not collect"
         )
+    if metric.kind == "funnel" and not policy.privacy.metrics.funnel.steps:
+        return f"{metric.name} needs the policy to declare privacy.metrics.funnel.steps"
     for field in metric.needs:
         if policy.identifiers.action(field) is not IdentifierAction.PSEUDONYMIZE:
             return f"{metric.name} needs {field} pseudonyms, which this policy drops"
@@ -37,7 +39,13 @@ def metric_unavailable(metric: Metric, policy: Policy) -> str | None:
 
 
 def restricted(metric: Metric, policy: Policy) -> Metric:
-    """`metric` with the policy's restrictions applied (cohort-level-only dimensions)."""
+    """`metric` with the policy's restrictions applied (cohort-level-only dimensions).
+
+    A funnel also reads the event types of the policy's steps.
+    """
+    if metric.kind == "funnel":
+        steps = tuple(s.event_type for s in policy.privacy.metrics.funnel.parsed())
+        metric = replace(metric, event_types=tuple(dict.fromkeys((*metric.event_types, *steps))))
     levels = policy.privacy.metrics.cohort_level_only
     if metric.name in levels or _family(metric) in levels:
         return replace(metric, dimensions=tuple(d for d in metric.dimensions if d == "cohort"))

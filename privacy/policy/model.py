@@ -22,6 +22,7 @@ from pydantic.json_schema import GenerateJsonSchema
 from privacy.durations import Duration, format_duration
 from privacy.events import OTHER, EventType, Label
 from privacy.policy.errors import Violation, invalid, raise_all
+from privacy.policy.funnel import funnel_violations
 from privacy.policy.sections import (
     ContextDimension,
     Identifiers,
@@ -113,6 +114,8 @@ class Policy(Section):
                 "coarsening never moves an event into another epoch"
             )
             found.append(Violation(("timestamp_precision",), message))
+        funnel = self.privacy.metrics.funnel.steps
+        found += funnel_violations(funnel, self.event_types, self.sampling.rates)
         raise_all(found)
         return self
 

@@ -31,6 +31,7 @@ from privacy.durations import Duration, format_duration
 from privacy.events import CONTEXT_DIMENSIONS, IDENTIFIER_FIELDS, EventType
 from privacy.metrics import METRICS
 from privacy.policy.errors import Violation, raise_all
+from privacy.policy.funnel import FunnelSettings
 
 __all__ = [
     "ContextDimension",
@@ -243,6 +244,8 @@ class MetricSettings(Section):
     cohort_level_only: list[_MetricName] = Field(
         default_factory=lambda: ["dwell_time", "scroll_depth"]
     )
+    # The ordered steps of session_funnel (privacy/policy/funnel.py).
+    funnel: FunnelSettings = FunnelSettings()
 
     @field_validator("click_examination_propensity")
     @classmethod

@@ -13,6 +13,9 @@ from service.client import AnalystClient, Unreachable
 
 # What a compared row carries besides its keys (service/queries/compare.py).
 COMPARED = ("difference", "difference_ci95", "lift", "lift_ci95")
+# What a funnel row carries besides its keys (service/queries/funnel.py).
+FUNNEL = ("sessions", "sessions_ci95", "steps")
+_COUNTS = ("numerator", "denominator")  # a rate's rows under --totals
 
 
 def register(sub: Any) -> None:
@@ -43,6 +46,12 @@ def register(sub: Any) -> None:
         default=None,
         help="compare each other value of a grouped dimension with BASELINE "
         "(difference and lift with 95 %% intervals, no extra budget), e.g. cohort=control",
+    )
+    parser.add_argument(
+        "--totals",
+        action="store_true",
+        help="add each day's total, equal to the sum of its released breakdown "
+        "(counts, rates, funnels; no extra budget)",
     )
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--epsilon", type=float, help="budget to spend (pure accounting)")
@@ -78,6 +87,8 @@ def request_body(args: argparse.Namespace) -> dict[str, Any]:
         if not sep or not dim.strip() or not baseline.strip():
             raise CliError(f"--compare {args.compare!r}: write DIM=BASELINE, e.g. cohort=control")
         body["compare"] = {"dimension": dim.strip(), "baseline": baseline.strip()}
+    if args.totals:
+        body["totals"] = True
     for key in ("epsilon", "rho", "target_ci95"):
         if getattr(args, key) is not None:
             body[key] = getattr(args, key)
@@ -156,25 +167,62 @@ def _comparison_lines(body: dict[str, Any]) -> list[str]:
     return [f"compared with {dim} = {baseline} (no extra budget):", *_table(header, table)]
 
 
+def _funnel_table(rows: Sequence[dict[str, Any]], dims: Sequence[str]) -> list[list[str]]:
+    """A funnel's rows, one line per cell and step: the sessions first, then each step."""
+    table: list[list[str]] = []
+    for row in rows:
+        keys = [str(row[d]) for d in dims]
+        low, high = row.get("sessions_ci95") or (None, None)
+        table.append([*keys, "sessions shown a response", _number(row.get("sessions"))])
+        table[-1] += [_number(low), _number(high)]
+        for step in row["steps"]:
+            low, high = step["ci95"]
+            table.append([*keys, step["step"], _number(step["value"]), _number(low), _number(high)])
+    return table
+
+
+def _totals_lines(body: dict[str, Any]) -> list[str]:
+    """The totals: each the exact sum of the rows above (rates: numerator, denominator)."""
+    totals: list[dict[str, Any]] | None = body.get("totals")
+    if totals is None:
+        return []
+    keys = [k for k in (totals[0] if totals else {}) if k == "day"]
+    title = "totals (the sum of the rows above, no extra budget):"
+    if totals and "steps" in totals[0]:
+        header = [*keys, "step", "value", "ci95 low", "ci95 high"]
+        return [title, *_table(header, _funnel_table(totals, keys))]
+    counts = [k for k in ("numerator", "denominator") if totals and k in totals[0]]
+    table = [
+        [str(t[k]) for k in keys]
+        + [_number(t["value"]), _number(t["ci95"][0]), _number(t["ci95"][1])]
+        + [_number(t[k]) for k in counts]
+        for t in totals
+    ]
+    return [title, *_table([*keys, "value", "ci95 low", "ci95 high", *counts], table)]
+
+
 def render(body: dict[str, Any]) -> str:
     """A response as a human reads it: a table of cells, the cost, what is left."""
     rows: list[dict[str, Any]] = body.get("rows") or []
-    value_keys = {"value", "ci95", "ci95_halfwidth", *COMPARED}
+    value_keys = {"value", "ci95", "ci95_halfwidth", *COMPARED, *FUNNEL, *_COUNTS}
     dims = [k for k in (rows[0] if rows else {}) if k not in value_keys]
     preview = bool(body.get("preview"))
+    funnel = not preview and bool(rows) and "steps" in rows[0]
     if preview:
         header = [*dims, "expected 95 % half-width"]
     else:
-        header = [*dims, "value", "ci95 low", "ci95 high"]
-    table: list[list[str]] = []
-    for row in rows:
+        header = [*dims, *(["step"] if funnel else []), "value", "ci95 low", "ci95 high"]
+    counts = [k for k in _COUNTS if rows and k in rows[0]]
+    header += counts
+    table: list[list[str]] = _funnel_table(rows, dims) if funnel else []
+    for row in [] if funnel else rows:
         cells = [str(row[d]) for d in dims]
         if preview:
             cells.append(_number(row.get("ci95_halfwidth")))
         else:
             low, high = row.get("ci95") or (None, None)
             cells += [_number(row.get("value")), _number(low), _number(high)]
-        table.append(cells)
+        table.append(cells + [_number(row[k]) for k in counts])
     cost = body.get("cost", {})
     out = [f"{body.get('metric')}  {body.get('start')} .. {body.get('end')}"]
     out += _table(header, table) if table else ["(no cells)"]
@@ -204,6 +252,7 @@ def render(body: dict[str, Any]) -> str:
             [[day, _number(v), _number(globally.get(day))] for day, v in remaining.items()],
         )
     out += _comparison_lines(body)
+    out += _totals_lines(body)
     out += [f"note: {n}" for n in body.get("notes", [])]
     if body.get("guarantee"):
         out.append(str(body["guarantee"]))

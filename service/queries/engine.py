@@ -17,6 +17,7 @@ from typing import Any
 from privacy.mechanisms import NoisyVector, halfwidth_for, release
 from privacy.policy import Policy
 from privacy.query import QueryPlan
+from service.queries.funnel_sql import funnel_sql
 from service.queries.release import notes_for, release_rows
 from service.queries.sql import DUCKDB, POSTGRES, SQLITE, Dialect, aggregate_sql
 from service.store.base import QueryRepository, Store
@@ -75,11 +76,12 @@ class QueryEngine:
 
     def aggregate(self, plan: QueryPlan) -> Aggregates:
         """The bounded per-cell aggregates of `plan` (heavy work in SQL)."""
-        statement = aggregate_sql(plan, self._declared, self.dialect)
+        build = funnel_sql if plan.metric.kind == "funnel" else aggregate_sql
+        statement = build(plan, self._declared, self.dialect)
         n_cells = len(plan.cells)
         vectors = {p.name: [0] * p.length for p in plan.parts}
         columns = statement.columns
-        histogram = plan.metric.kind == "median"
+        histogram = plan.metric.kind in ("median", "funnel")  # one vector, bins per cell
         coverage = note = None
         covered = getattr(self.queries, "aggregate_covered", None)
         if covered is not None:
@@ -93,7 +95,8 @@ class QueryEngine:
                 raise RuntimeError(f"the aggregation returned cell {cell} of {n_cells}: a bug")
             if histogram:
                 bins = len(columns)
-                vectors["histogram"][cell * bins : (cell + 1) * bins] = [int(v) for v in row[1:]]
+                vector = vectors[plan.parts[0].name]
+                vector[cell * bins : (cell + 1) * bins] = [int(v) for v in row[1:]]
             else:
                 for name, value in zip(columns, row[1:], strict=True):
                     vectors[name][cell] = int(value)
@@ -141,5 +144,10 @@ def _preview_note(plan: QueryPlan) -> str:
         return (
             f"ci95_halfwidth is for each cell's sum ({plan.metric.unit} x events) and count "
             "(events): a mean m over n events is within about ±(sum + m x count half-width) / n."
+        )
+    if kind == "funnel":
+        return (
+            "ci95_halfwidth is for each of a cell's session counts by steps reached "
+            "(exactly 0, 1, ... steps); a step's count sums the bins from it on."
         )
     return "ci95_halfwidth is for each histogram bin's count (events) of each cell."

@@ -34,6 +34,8 @@ from privacy.mechanisms import NoisyVector
 from privacy.metrics import Metric
 from privacy.query import QueryPlan
 from service.queries.compare import annotate, compare_notes
+from service.queries.funnel import funnel_notes, funnel_rows
+from service.queries.totals import add_totals, totals_notes
 
 __all__ = ["release_rows"]
 
@@ -118,6 +120,9 @@ def release_rows(
     values: list[tuple[float | None, list[float]]] = []
     clipped = 0
     n = len(plan.cells)
+    if metric.kind == "funnel":
+        rows = funnel_rows(plan, noisy["levels"])
+        return _with_totals(plan, noisy, rows, notes_for(plan) + funnel_notes(plan))
     if metric.kind in ("count", "distinct"):
         (name,) = parts
         vector = noisy[name]
@@ -164,7 +169,20 @@ def release_rows(
             "declared examination propensities predict; the propensities there are "
             "probably too low."
         )
-    return rows, notes
+    return _with_totals(plan, noisy, rows, notes)
+
+
+def _with_totals(
+    plan: QueryPlan,
+    noisy: Mapping[str, NoisyVector],
+    rows: list[dict[str, Any]],
+    notes: list[str],
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows and, when asked, the consistent totals after them (service/queries/totals.py)."""
+    if not plan.request.totals:
+        return rows, notes
+    totals = add_totals(plan, noisy, rows, ratio_range(plan))
+    return rows + totals, notes + totals_notes(plan)
 
 
 def ratio_range(plan: QueryPlan) -> tuple[float, float]:
@@ -184,7 +202,8 @@ def notes_for(plan: QueryPlan) -> list[str]:
     if metric.kind == "distinct":
         per_cell = "counting once in each"
     else:
-        what = "session(s)" if metric.name == "abandonment_rate" else "event(s)"
+        sessions = metric.name == "abandonment_rate" or metric.kind == "funnel"
+        what = "session(s)" if sessions else "event(s)"
         per_cell = (
             f"and {plan.rows_per_group} {what} per cell (a person above that counts as the "
             "limit, with their own average)"

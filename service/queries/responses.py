@@ -19,6 +19,7 @@ from privacy.query import QueryPlan
 from service.api.errors import BudgetExhausted
 from service.queries import budget
 from service.queries.compare import comparison
+from service.queries.totals import split_totals
 from service.store.base import Charge, EpochShortfall, ReleaseRecord
 
 Remaining = Mapping[int, int]  # nanos left per epoch
@@ -73,7 +74,7 @@ class Responses:
             "release_id": charge.release_id,
             "released_at": iso(charge.at),
             "repeat": False,
-            "rows": rows,
+            **_rows(plan.request.totals, rows),
             **_comparison(plan.request.compare, rows),
             "cost": self.cost(budget.from_nanos(charge.cost_nanos), epochs),
             "budget": self._budget(*left),
@@ -99,7 +100,7 @@ class Responses:
             "release_id": earlier.release_id,
             "released_at": iso(earlier.at),
             "repeat": True,
-            "rows": earlier.rows or [],
+            **_rows(bool(request.get("totals")), earlier.rows or []),
             **_comparison(_compare_of(request), earlier.rows or []),
             "cost": cost,
             "budget": self._budget(*left),
@@ -158,6 +159,14 @@ class Responses:
     def _guarantee(self, analyst: str, cost_nanos: int, epochs: Sequence[int]) -> str:
         days = [budget.epoch_label(self.policy, e) for e in epochs]
         return budget.guarantee_sentence(self.policy, analyst, budget.from_nanos(cost_nanos), days)
+
+
+def _rows(totals: bool, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The cells as "rows" and, when totals were asked, the totals as "totals"."""
+    if not totals:
+        return {"rows": rows}
+    cells, sums = split_totals(rows)
+    return {"rows": cells, "totals": sums}
 
 
 def _comparison(compare: tuple[str, str] | None, rows: list[dict[str, Any]]) -> dict[str, Any]:

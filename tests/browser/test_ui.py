@@ -302,3 +302,71 @@ def test_an_analyst_compares_cohorts_and_reads_the_lift_and_its_verdict_in_words
     Select(browser.find_element(By.ID, "metric")).select_by_value("event_count")
     assert not browser.find_element(By.ID, "compare-field").is_displayed()
     screenshot(browser, "compare.png", tmp_path)
+
+
+def test_an_analyst_reads_a_funnel_chart_with_each_steps_interval(
+    browser: WebDriver, site: Site, tmp_path: Path
+) -> None:
+    token = create_token_in_process(site.server.data_dir, "analyst", "ui-analyst-funnel")
+    sign_in(browser, site, token)
+    wait(browser).until(ec.visibility_of_element_located((By.ID, "query-form")))
+    Select(browser.find_element(By.ID, "metric")).select_by_value("session_funnel")
+    set_date(browser, "start", site.today - timedelta(days=13))
+    browser.find_element(By.CSS_SELECTOR, "label[for=gb-day]").click()  # off: whole range
+    browser.find_element(By.CSS_SELECTOR, "label[for=gb-surface]").click()
+    preview = browser.find_element(By.ID, "preview")
+    wait(browser).until(lambda d: "5 cells" in preview.text)
+    assert "each count of sessions by steps reached" in preview.text
+    browser.find_element(By.ID, "run").click()
+    box = wait(browser).until(ec.visibility_of_element_located((By.ID, "funnel")))
+    steps = ["click_through", "copy_paste", "task_completion:outcome=success"]
+    cells = box.find_elements(By.CSS_SELECTOR, "#funnel-chart svg .funnel-cell")
+    assert len(cells) == 5  # chat, search, ide, docs, other
+    labels = [c.find_element(By.CSS_SELECTOR, ".funnel-cell-label").text for c in cells]
+    assert labels[0].startswith("chat: ") and "sessions shown a response" in labels[0]
+    drawn = 0
+    for cell in cells:
+        rows = cell.find_elements(By.CSS_SELECTOR, ".funnel-step")
+        assert [r.find_element(By.CSS_SELECTOR, ".funnel-step-name").text for r in rows] == steps
+        bars = [r.find_elements(By.CSS_SELECTOR, "rect.funnel-bar") for r in rows]
+        widths = [float(str(b[0].get_attribute("width"))) for b in bars if b]
+        assert widths == sorted(widths, reverse=True)  # each step at most the one before
+        for r in rows:
+            if r.find_elements(By.CSS_SELECTOR, "rect.funnel-bar"):
+                assert r.find_elements(By.CSS_SELECTOR, "line.funnel-interval")
+                drawn += 1
+    assert drawn >= 9  # simulated chat, search and ide traffic goes through every step
+    table = browser.find_element(By.ID, "result-table").text
+    assert "Steps (share of sessions shown a response, 95 % interval)" in table
+    assert "click_through" in table
+    assert "ε 0.5 charged on each of 14 days" in browser.find_element(By.ID, "result").text
+    screenshot(browser, "funnel.png", tmp_path)
+
+
+def test_an_analyst_asks_for_totals_and_the_total_row_is_the_sum_of_the_rows(
+    browser: WebDriver, site: Site, tmp_path: Path
+) -> None:
+    token = create_token_in_process(site.server.data_dir, "analyst", "ui-analyst-totals")
+    sign_in(browser, site, token)
+    wait(browser).until(ec.visibility_of_element_located((By.ID, "query-form")))
+    Select(browser.find_element(By.ID, "metric")).select_by_value("event_count")
+    set_date(browser, "start", site.today - timedelta(days=13))
+    browser.find_element(By.CSS_SELECTOR, "label[for=gb-day]").click()  # off: whole range
+    browser.find_element(By.CSS_SELECTOR, "label[for=gb-surface]").click()
+    assert browser.find_element(By.ID, "totals-field").is_displayed()
+    browser.find_element(By.ID, "totals").click()
+    preview = browser.find_element(By.ID, "preview")
+    wait(browser).until(lambda d: "5 cells" in preview.text)
+    browser.find_element(By.ID, "run").click()
+    wait(browser).until(ec.visibility_of_element_located((By.CSS_SELECTOR, "tr.total-row")))
+    body = browser.find_elements(By.CSS_SELECTOR, "#result-table tbody tr")
+    values = [int(r.find_elements(By.TAG_NAME, "td")[1].text.replace(",", "")) for r in body]
+    *parts, total = values
+    assert len(parts) == 5 and total == sum(parts)  # whole events, exactly
+    assert body[-1].find_element(By.TAG_NAME, "td").text == "total"
+    notes = str(browser.find_element(By.ID, "result-notes").get_attribute("textContent"))
+    assert "Totals: the total of the range is the sum of its rows' values" in notes
+    assert "ε 0.5 charged on each of 14 days" in browser.find_element(By.ID, "result").text
+    # Medians cannot be totalled: the control hides.
+    Select(browser.find_element(By.ID, "metric")).select_by_value("dwell_time_median")
+    assert not browser.find_element(By.ID, "totals-field").is_displayed()

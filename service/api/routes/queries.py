@@ -47,6 +47,11 @@ class QueryBody(BaseModel):
         default=None,
         description="difference and lift against a baseline, with 95 % intervals; no extra cost",
     )
+    totals: bool = Field(
+        default=False,
+        description="each day's total, the exact sum of its released breakdown (counts, "
+        "rates, funnels); no extra cost",
+    )
     epsilon: float | None = Field(default=None, description="budget under pure accounting")
     rho: float | None = Field(default=None, description="budget under zcdp accounting")
     target_ci95: float | None = Field(

@@ -6,7 +6,8 @@
 (() => {
   const TOKEN_KEY = "tacit.token";
   const SVG_NS = "http://www.w3.org/2000/svg";
-  const VALUE_KEYS = new Set(["value", "ci95", "ci95_halfwidth", "difference", "difference_ci95", "lift", "lift_ci95"]);
+  const VALUE_KEYS = new Set(["value", "ci95", "ci95_halfwidth", "difference", "difference_ci95", "lift", "lift_ci95", "sessions", "sessions_ci95", "steps", "numerator", "denominator"]);
+  const FUNNEL_CELLS = 12; // funnels drawn at most; the table lists every cell
   const ERROR_WORDS = {
     unauthorized: "This token was not accepted.",
     forbidden: "Not allowed.",
@@ -22,6 +23,7 @@
     denominator: "denominator",
     sum: "sum",
     histogram: "each histogram bin",
+    levels: "each count of sessions by steps reached",
   };
 
   const state = {
@@ -249,6 +251,7 @@
     }
     renderFilters(m);
     renderCompare(m);
+    $("totals-field").hidden = !["count", "rate", "funnel"].includes(m.kind);
   }
 
   // Rates and means can compare each key of a dimension with a baseline key.
@@ -322,6 +325,7 @@
       // A comparison is between the keys of a grouped dimension: group by it.
       if (!body.group_by.includes(compare.dimension)) body.group_by.push(compare.dimension);
     }
+    if (!$("totals-field").hidden && $("totals").checked) body.totals = true;
     body[state.catalogue.unit === "rho" ? "rho" : "epsilon"] = Number($("budget-amount").value);
     return body;
   }
@@ -450,6 +454,8 @@
     for (const d of dims) head.append(h("th", { scope: "col", text: d.replace("_", " ") }));
     head.append(h("th", { scope: "col", className: "num", text: "Value" }));
     head.append(h("th", { scope: "col", className: "num", text: "95 % interval" }));
+    const funnel = r.rows.length > 0 && Array.isArray(r.rows[0].steps);
+    if (funnel) head.append(h("th", { scope: "col", text: "Steps (share of sessions shown a response, 95 % interval)" }));
     table.tHead.replaceChildren(head);
     const rows = r.rows.map((row) => {
       const tr = h("tr");
@@ -457,13 +463,76 @@
       tr.append(h("td", { className: "num", text: formatValue(row.value, unit) }));
       const ci = row.ci95 || [null, null];
       tr.append(h("td", { className: "num", text: row.value === null ? "no value" : `${formatValue(ci[0], unit)} – ${formatValue(ci[1], unit)}` }));
+      if (funnel) tr.append(h("td", { className: "steps", text: row.steps.map(stepWords).join("; ") }));
       return tr;
     });
+    // Totals: one row per day, the exact sum of the rows above it (no extra budget).
+    for (const t of r.totals || []) {
+      const tr = h("tr", { className: "total-row" });
+      for (const d of dims) tr.append(h("td", { text: d === "day" ? String(t.day) : "total" }));
+      tr.append(h("td", { className: "num", text: formatValue(t.value, unit) }));
+      const ci = t.ci95 || [null, null];
+      tr.append(h("td", { className: "num", text: t.value === null ? "no value" : `${formatValue(ci[0], unit)} – ${formatValue(ci[1], unit)}` }));
+      if (funnel) tr.append(h("td", { className: "steps", text: t.steps.map(stepWords).join("; ") }));
+      rows.push(tr);
+    }
     table.tBodies[0].replaceChildren(...rows);
     $("result-guarantee").textContent = r.guarantee || "";
     $("result-notes").replaceChildren(...(r.notes || []).map((n) => h("li", { text: n })));
     renderComparison(r, unit);
+    renderFunnel(r, dims);
     $("result").scrollIntoView({ behavior: "smooth", block: "start" });
+  }
+
+  // --- the funnel: each cell's steps as bars, with their intervals -------------------------
+
+  function stepWords(st) {
+    if (st.value === null) return `${st.step}: no value`;
+    return `${st.step} ${pct(st.value).replace("+", "")} (${formatValue(st.ci95[0], "ratio")} – ${formatValue(st.ci95[1], "ratio")})`;
+  }
+
+  function renderFunnel(r, dims) {
+    const box = $("funnel");
+    const funnel = r.rows.length > 0 && Array.isArray(r.rows[0].steps);
+    box.hidden = !funnel;
+    if (!funnel) return;
+    const cells = r.rows.slice(0, FUNNEL_CELLS);
+    const label = (row) => dims.map((d) => String(row[d])).join(" · ") || "all sessions";
+    const steps = r.rows[0].steps.map((st) => st.step);
+    const W = 760, rowH = 22, M = { l: 230, r: 24, t: 8 };
+    const blockH = rowH * (steps.length + 2);
+    const H = M.t + blockH * cells.length + 24;
+    const x = (v) => M.l + (W - M.l - M.r) * Math.min(Math.max(v, 0), 1);
+    const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-labelledby": "funnel-svg-title funnel-svg-desc" });
+    s("title", { id: "funnel-svg-title", text: `Funnel: ${steps.join(" → ")}, with 95 % intervals` }, svg);
+    s("desc", { id: "funnel-svg-desc", text: "Bars are the share of sessions shown a response that reached each step; lines are the 95 % intervals. The table lists every cell." }, svg);
+    const grid = s("g", { class: "grid axis" }, svg);
+    for (let v = 0; v <= 1.0001; v += 0.25) {
+      s("line", { x1: x(v), x2: x(v), y1: M.t, y2: H - 24 }, grid);
+      s("text", { x: x(v), y: H - 8, "text-anchor": "middle", text: `${Math.round(v * 100)} %` }, grid);
+    }
+    cells.forEach((row, c) => {
+      const top = M.t + blockH * c;
+      const g = s("g", { class: `funnel-cell series series-${c % 8}` }, svg);
+      s("text", { x: 4, y: top + rowH * 0.7, class: "funnel-cell-label", text: `${label(row)}: ${row.sessions === null ? "–" : Math.round(row.sessions)} sessions shown a response` }, g);
+      row.steps.forEach((st, k) => {
+        const cy = top + rowH * (k + 1.5);
+        const step = s("g", { class: "funnel-step" }, g);
+        s("text", { x: M.l - 10, y: cy + 4, "text-anchor": "end", class: "funnel-step-name", text: st.step }, step);
+        if (st.value === null) {
+          s("text", { x: x(0) + 6, y: cy + 4, class: "value-label", text: "no value" }, step);
+          return;
+        }
+        s("rect", { x: x(0), y: cy - 8, width: Math.max(x(st.value) - x(0), 1), height: 16, rx: 3, fill: "currentColor", "fill-opacity": 0.35, class: "funnel-bar" }, step);
+        const [lo, hi] = st.ci95;
+        s("line", { x1: x(lo), x2: x(hi), y1: cy, y2: cy, stroke: "currentColor", "stroke-width": 3, class: "funnel-interval" }, step);
+        s("title", { text: `${label(row)}, ${stepWords(st)}` }, step);
+      });
+    });
+    $("funnel-chart").replaceChildren(svg);
+    $("funnel-caption").textContent = r.rows.length > FUNNEL_CELLS
+      ? `The first ${FUNNEL_CELLS} of ${r.rows.length} cells; the table lists every one.`
+      : "Each step is at most the one before it; intervals are each step's own 95 % interval.";
   }
 
   // --- the comparison: lift with its interval, and in words -------------------------------
