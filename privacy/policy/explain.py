@@ -18,6 +18,7 @@ from privacy.events import CONTEXT_DIMENSIONS, IDENTIFIER_FIELDS, OTHER, EventTy
 from privacy.policy.grants import granted, metrics_for
 from privacy.policy.guarantee import Guarantee, epsilon_equivalent, guarantee_of, longest_retention
 from privacy.policy.model import Policy
+from privacy.policy.open import declared_values
 from privacy.policy.sections import IdentifierAction
 from privacy.policy.wording import (
     EVENT_WORDS,
@@ -96,7 +97,7 @@ def explain(policy: Policy) -> Explanation:
 
 
 def _declared(policy: Policy) -> dict[str, list[str]]:
-    return {str(dim): values for dim, values in policy.context.items() if values}
+    return {str(d): list(v) for d in policy.context if (v := declared_values(policy, d))}
 
 
 def _amount(policy: Policy, amount: float) -> str:
