@@ -110,3 +110,34 @@ def open_rules(policy: Policy) -> list[Violation]:
         except ValueError as exc:
             found.append(Violation(("context", dim, "open", "min_users"), str(exc)))
     return found
+
+
+def selection_deltas(policy: Policy, periods: int) -> tuple[float, float]:
+    """The δ all selections together can add for one person: per period, and over
+    ``periods`` periods (the retention), from the policy alone.
+
+    Every selection charges its rho on each period it reads, and all charges on a period
+    fit under the global cap G, so the selections' δ on one period add up to at most
+    G x max(δ / rho) over the open dimensions. Over ``periods`` periods a person is that
+    many units, all of which a query not grouped by day counts in the same value: one
+    selection's δ for them is OpenDP's map at (L0, L2, L∞) = (L·R, L·R, R), and at most
+    R x G / rho selections read those periods; the result is capped at 1.
+    """
+    opened = open_dimensions(policy)
+    if not opened or policy.privacy.accounting == "pure":
+        return 0.0, 0.0
+    from privacy.budget import Cost
+    from privacy.selection import plan_selection
+
+    cap = policy.privacy.global_cap
+    per_period = over = 0.0
+    for sel in opened.values():
+        plan = plan_selection(Cost.rho(sel.rho), sel.delta, sel.max_values_per_user, sel.min_users)
+        lr = sel.max_values_per_user * periods
+        try:
+            grouped = float(plan.measurement.map((lr, lr, periods))[1])
+        except Exception:  # OpenDP: a threshold below R units bounds nothing (δ = 1)
+            grouped = 1.0
+        per_period = max(per_period, cap * plan.delta / sel.rho)
+        over = max(over, periods * cap * grouped / sel.rho)
+    return min(per_period, 1.0), min(over, 1.0)
