@@ -11,6 +11,7 @@ import the query API from one place.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -158,15 +159,6 @@ def plan_query(
     )
     cell_days = days if DAY in grouped else ()
     _check_compare(request, metric, dims, cell_days)
-    cells = _cells(cell_days, dims)
-    bins = metric.value.bins if metric.kind == "median" and metric.value else 1
-    if len(cells) * bins > MAX_CELLS:
-        raise QueryError(
-            f"this query has {len(cells) * bins} cells (days x dimension values"
-            f"{' x bins' if bins > 1 else ''}), more than {MAX_CELLS}: shorten the range, "
-            "group by fewer dimensions or filter"
-        )
-    bounds = policy.privacy.contribution
     # Before the selection, bounds assume an open dimension shows all it may.
     widest = tuple(
         (
@@ -177,6 +169,17 @@ def plan_query(
         )
         for d, keys in dims
     )
+    cells = _cells(cell_days, dims)
+    bins = metric.value.bins if metric.kind == "median" and metric.value else 1
+    most = max(len(cell_days), 1) * math.prod(len(keys) for _, keys in widest) * bins
+    if most > MAX_CELLS:
+        raise QueryError(
+            f"this query has {most} cells (days x dimension values"
+            f"{' x bins' if bins > 1 else ''}; an open dimension counts all it may show), "
+            f"more than {MAX_CELLS}: shorten the range, "
+            "group by fewer dimensions or filter"
+        )
+    bounds = policy.privacy.contribution
     per_unit = cells_per_unit(policy, len(cell_days), widest)
     groups = min(bounds.max_groups_per_user, per_unit)
     parts = parts_for(metric, policy, filters, groups, bounds.max_rows_per_group, len(cells))

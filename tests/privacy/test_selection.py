@@ -68,3 +68,8 @@ def test_the_most_released_values_keep_the_highest_noisy_counts() -> None:
 def test_a_pure_budget_cannot_pay_for_a_selection() -> None:
     with pytest.raises(ValueError, match="zCDP"):
         plan_selection(Cost.epsilon(1), DELTA, 1, MIN_USERS)
+
+
+def test_no_value_in_the_data_releases_nothing() -> None:
+    plan = plan_selection(RHO, DELTA, values_per_unit=1, min_users=MIN_USERS)
+    assert select(plan, {}, most=10) == {}
