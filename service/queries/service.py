@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import Any
 
 from privacy.policy import LoadedPolicy, Policy, granted, metrics_for
-from privacy.policy.open import OpenDimension, OpenSelection
+from privacy.policy.open import OpenDimension, OpenSelection, open_dimensions
 from privacy.query import (
     NotGranted,
     QueryError,
@@ -97,6 +97,7 @@ class QueryService:
 
     def catalogue(self, analyst: str) -> dict[str, Any]:
         privacy = self.policy.privacy
+        opened = open_dimensions(self.policy)
         return {
             "metrics": [
                 {
@@ -110,7 +111,12 @@ class QueryService:
                     "group_by": ["day", *m.dimensions],
                     # Each dimension's public keys: what a group-by yields and what
                     # "filters" may name (the UI's filter control lists them).
-                    "keys": {d: list(dimension_keys(self.policy, m, d)) for d in m.dimensions},
+                    # An open dimension has no public keys (it cannot be filtered by).
+                    "keys": {
+                        d: list(dimension_keys(self.policy, m, d))
+                        for d in m.dimensions
+                        if d not in opened
+                    },
                     "granted": granted(m, self.policy, analyst),
                 }
                 for m in metrics_for(self.policy)

@@ -117,6 +117,27 @@ def test_a_model_used_by_enough_people_appears_and_one_used_by_one_person_does_n
     assert detail["cost"]["nanos"] == 15_000_000
 
 
+def test_the_catalogue_lists_an_open_dimension_as_a_group_by_without_public_keys(
+    app: tuple[TestClient, dict[str, str], Any],
+) -> None:
+    client, tokens, _ = app
+    r = client.get("/v1/metrics", headers={"Authorization": tokens["alice"]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    (users,) = [m for m in body["metrics"] if m["name"] == "active_users"]
+    assert "model" in users["group_by"] and "model" not in users["keys"]
+    assert "surface" in users["keys"]
+    assert body["context"]["model"] == {
+        "open": {
+            "min_users": 50,
+            "max_values_per_user": 1,
+            "max_values": 50,
+            "rho": 0.01,
+            "delta": 1e-9,
+        }
+    }
+
+
 def test_an_open_dimension_cannot_be_filtered_or_compared_on(
     app: tuple[TestClient, dict[str, str], Any],
 ) -> None:
