@@ -1,6 +1,7 @@
 """The differential-privacy mechanisms: integer noise from OpenDP, planned under a `Cost`.
 
-This is the only module of the project that imports OpenDP. A release is a set of
+This and `privacy.selection` (partition selection, which imports this module first so
+that the features below are on) are the only modules that import OpenDP. A release is a set of
 `Component`s — vectors of integer aggregates whose sensitivities come from the policy's
 contribution bounds — noised together under one budget:
 

@@ -55,10 +55,19 @@ _DWELL_EDGES = (
     *range(120_000, 300_001, 30_000),
 )
 
+# Time to abandonment: most sessions are left within minutes; an hour bounds the rest.
+_ABANDON_EDGES = (
+    *range(0, 60_000, 5_000),
+    *range(60_000, 300_000, 30_000),
+    *range(300_000, 1_800_000, 150_000),
+    *range(1_800_000, 3_600_001, 600_000),
+)
+
 _SPAN = Scale("span_length", 1, 0, 5_000, _SPAN_EDGES)
 _EDIT = Scale("edit_ratio", 10_000, 0, 10_000, _BPS_EDGES)
 _DWELL = Scale("dwell_ms", 1, 0, 300_000, _DWELL_EDGES)
 _SCROLL = Scale("scroll_depth", 10_000, 0, 10_000, _BPS_EDGES)
+_ABANDON = Scale("after_ms", 1, 0, 3_600_000, _ABANDON_EDGES)
 
 
 _ALL: tuple[Metric, ...] = (
@@ -223,6 +232,17 @@ _ALL: tuple[Metric, ...] = (
         event_types=(EventType.ABANDONMENT, _RS),
         needs=("session_id",),
     ),
+    *mean_and_median(
+        "time_to_abandonment",
+        "Time to abandonment",
+        "time from the start of a session to its abandonment, in milliseconds",
+        EventType.ABANDONMENT,
+        _ABANDON,
+        "ms",
+        _CONTEXT,
+        "Per abandonment event (not per session): early abandonments suggest the first "
+        "answers missed; read it with abandonment_rate.",
+    ),
     *CHAT_METRICS,
     *FUNNEL_METRICS,
 )
@@ -231,7 +251,13 @@ _ALL: tuple[Metric, ...] = (
 _TAILS = tuple(
     q
     for m in _ALL
-    if m.name in ("copy_span_length_median", "dwell_time_median", "stop_time_median")
+    if m.name
+    in (
+        "copy_span_length_median",
+        "dwell_time_median",
+        "stop_time_median",
+        "time_to_abandonment_median",
+    )
     for q in tail_quantiles(m)
 )
 

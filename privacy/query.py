@@ -11,10 +11,10 @@ import the query API from one place.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import cast
 
 from privacy.bounds import IPW_UNIT, Part, cells_per_unit, parts_for
 from privacy.budget import Cost
@@ -22,7 +22,9 @@ from privacy.events import OTHER, EventType
 from privacy.mechanisms import Component, budget_for_halfwidth
 from privacy.metrics import DIMENSIONS, METRICS, Metric
 from privacy.policy import Policy, granted, metric_unavailable, metrics_for, restricted
+from privacy.policy.open import OpenSelection, declared_values, open_dimensions
 from privacy.request import NotGranted, QueryError, QueryRequest
+from privacy.selection import check_open_request, with_selection_cost
 
 __all__ = [
     "MAX_CELLS",
@@ -75,6 +77,15 @@ class QueryPlan:
     settings: Mapping[str, float] = field(default_factory=dict)  # metric thresholds
     propensity_units: tuple[int, ...] = ()  # debiased clicks: IPW_UNIT / propensity(position)
     funnel_steps: tuple[str, ...] = ()  # session_funnel: the policy's steps, in order
+    # Grouped open dimensions (privacy.policy.open): their keys are the selected values +
+    # "other" once `selected`; before, only "other" (the plan charged, not yet run).
+    open: tuple[tuple[str, OpenSelection], ...] = ()
+    selected: bool = False
+
+    @property
+    def delta(self) -> float:
+        """The δ this release's selections spend (0 without an open dimension)."""
+        return sum(s.delta for _, s in self.open)
 
     @property
     def accounting(self) -> str:
@@ -88,8 +99,7 @@ def dimension_keys(policy: Policy, metric: Metric, dim: str) -> tuple[str | int,
         return tuple(range(1, len(policy.privacy.metrics.click_examination_propensity) + 1))
     if dim == "event_type":
         return tuple(t.value for t in policy.event_types if t in metric.event_types)
-    declared = cast(Mapping[str, list[str]], policy.context).get(dim, [])
-    return (*declared, OTHER)
+    return (*declared_values(policy, dim), OTHER)
 
 
 def oldest_queryable_day(
@@ -114,8 +124,18 @@ def oldest_queryable_day(
     return today - timedelta(days=days - 1)
 
 
-def plan_query(request: QueryRequest, policy: Policy, analyst: str, today: date) -> QueryPlan:
+def plan_query(
+    request: QueryRequest,
+    policy: Policy,
+    analyst: str,
+    today: date,
+    selected: Mapping[str, tuple[str, ...]] | None = None,
+) -> QueryPlan:
     """Check `request` against the catalogue and `policy`, and compile it (no data read).
+
+    A request grouped by an open dimension is planned twice: without `selected` (its keys
+    are "other" alone, its cost includes the selection's), then, once charged, with the
+    values the selection released (`selected`, by dimension); the cost is the same.
 
     Raises `QueryError` for an unknown metric or dimension, a group-by the metric does not
     allow, a bad, empty, expired or future range, a budget in the wrong unit or above the
@@ -123,31 +143,55 @@ def plan_query(request: QueryRequest, policy: Policy, analyst: str, today: date)
     """
     metric = _metric(request.metric, policy, analyst)
     grouped = _group_by(request.group_by, metric)
+    check_open_request(request, open_dimensions(policy))
     filters = _filters(request.filters, metric, policy)
     days = _days(request, policy, metric, filters, today)
+    opened = {d: s for d, s in open_dimensions(policy).items() if d in grouped}
+    chosen = selected or {}
     dims = tuple(
-        (d, filters.get(d, dimension_keys(policy, metric, d))) for d in DIMENSIONS if d in grouped
+        (
+            d,
+            (*chosen.get(d, ()), OTHER)
+            if d in opened
+            else filters.get(d, dimension_keys(policy, metric, d)),
+        )
+        for d in DIMENSIONS
+        if d in grouped
     )
     cell_days = days if DAY in grouped else ()
     _check_compare(request, metric, dims, cell_days)
     _check_totals(request, metric, dims)
+    # Before the selection, bounds assume an open dimension shows all it may.
+    widest = tuple(
+        (
+            d,
+            keys
+            if selected is not None or d not in opened
+            else (OTHER,) * (opened[d].max_values + 1),
+        )
+        for d, keys in dims
+    )
     cells = _cells(cell_days, dims)
     bins = metric.value.bins if metric.kind == "median" and metric.value else 1
     if metric.kind == "funnel":
         bins = len(policy.privacy.metrics.funnel.steps) + 1
-    if len(cells) * bins > MAX_CELLS:
+    most = max(len(cell_days), 1) * math.prod(len(keys) for _, keys in widest) * bins
+    if most > MAX_CELLS:
         raise QueryError(
-            f"this query has {len(cells) * bins} cells (days x dimension values"
-            f"{' x bins' if bins > 1 else ''}), more than {MAX_CELLS}: shorten the range, "
+            f"this query has {most} cells (days x dimension values"
+            f"{' x bins' if bins > 1 else ''}; an open dimension counts all it may show), "
+            f"more than {MAX_CELLS}: shorten the range, "
             "group by fewer dimensions or filter"
         )
     bounds = policy.privacy.contribution
-    per_unit = cells_per_unit(policy, len(cell_days), dims)
+    per_unit = cells_per_unit(policy, len(cell_days), widest)
     groups = min(bounds.max_groups_per_user, per_unit)
     parts = parts_for(metric, policy, filters, groups, bounds.max_rows_per_group, len(cells))
     shares = _SHARES.get(metric.kind, {})
     components = tuple(p.component for p in parts)
     cost = _cost(request, policy, parts, components, shares)
+    if opened:
+        cost = with_selection_cost(cost, policy, opened)
     return QueryPlan(
         request=request,
         metric=metric,
@@ -173,6 +217,8 @@ def plan_query(request: QueryRequest, policy: Policy, analyst: str, today: date)
             round(IPW_UNIT / p) for p in policy.privacy.metrics.click_examination_propensity
         ),
         funnel_steps=tuple(policy.privacy.metrics.funnel.steps) if metric.kind == "funnel" else (),
+        open=tuple(opened.items()),
+        selected=selected is not None,
     )
 
 

@@ -18,6 +18,7 @@ from privacy.events import CONTEXT_DIMENSIONS, IDENTIFIER_FIELDS, OTHER, EventTy
 from privacy.policy.grants import granted, metrics_for
 from privacy.policy.guarantee import Guarantee, epsilon_equivalent, guarantee_of, longest_retention
 from privacy.policy.model import Policy
+from privacy.policy.open import OpenSelection, declared_values, open_dimensions
 from privacy.policy.sections import IdentifierAction
 from privacy.policy.wording import (
     EVENT_WORDS,
@@ -96,7 +97,7 @@ def explain(policy: Policy) -> Explanation:
 
 
 def _declared(policy: Policy) -> dict[str, list[str]]:
-    return {str(dim): values for dim, values in policy.context.items() if values}
+    return {str(d): list(v) for d in policy.context if (v := declared_values(policy, d))}
 
 
 def _amount(policy: Policy, amount: float) -> str:
@@ -244,6 +245,7 @@ def _questions(policy: Policy) -> tuple[str, ...]:
         f"every group shown even if empty), and click metrics by position 1 to "
         f"{len(m.click_examination_propensity)}."
     )
+    points += [_open_question(dim, sel) for dim, sel in open_dimensions(policy).items()]
     if m.cohort_level_only:
         points.append(
             f"Weak signals ({', '.join(m.cohort_level_only)}) may be broken down only by day "
@@ -321,6 +323,20 @@ def _meaning(policy: Policy, g: Guarantee) -> tuple[str, ...]:
             else ""
         ),
     ]
+    if g.selection_delta_per_period:
+        points.append(
+            f"Open dimensions ({', '.join(open_dimensions(policy))}) add to δ: the "
+            "selections that choose their values can, all together, make the promise fail "
+            f"with probability at most {delta_text(g.selection_delta_per_period)} more per "
+            f"{period}; over the {kept} "
+            + (
+                f"at most {delta_text(g.selection_delta_over_retention)}"
+                if g.selection_delta_over_retention < 1
+                else "no bound below 1 holds"
+            )
+            + f", as a person active on many {period}s counts once for each in a selection "
+            f"that is not grouped by {period}."
+        )
     if q.accounting == "pure":
         points.append(
             f"Over the {kept} for which events are kept, at most "
@@ -348,3 +364,14 @@ def _meaning(policy: Policy, g: Guarantee) -> tuple[str, ...]:
             "added up."
         )
     return tuple(points)
+
+
+def _open_question(dim: str, sel: OpenSelection) -> str:
+    return (
+        f"{dim} is open: its values are not declared and are stored as the app sends them "
+        f"(short labels). An answer broken down by {dim} shows only values that more than "
+        f"{sel.min_users} people used, as counted with noise by a selection that costs "
+        f"{RHO} = {number(sel.rho)} and δ = {delta_text(sel.delta)} more, counting each "
+        f"person in at most {sel.max_values_per_user} value(s) per period and showing at "
+        f'most {sel.max_values}; every other value is shown as "other".'
+    )

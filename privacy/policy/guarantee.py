@@ -18,6 +18,7 @@ from typing import Any, Literal
 from privacy.durations import format_duration
 from privacy.mechanisms import epsilon_at_delta
 from privacy.policy.model import Policy
+from privacy.policy.open import selection_deltas
 from privacy.policy.sections import QueryPolicy
 
 __all__ = [
@@ -65,6 +66,10 @@ class Guarantee:
     epsilon_per_analyst: float
     epsilon_per_period: float
     epsilon_over_retention: float
+    # Open dimensions (privacy.policy.open): the δ their selections add, per period and
+    # over the kept periods, on top of `delta` (0 without an open dimension).
+    selection_delta_per_period: float = 0.0
+    selection_delta_over_retention: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready numbers (the period as a policy duration, e.g. ``1d``)."""
@@ -82,6 +87,8 @@ class Guarantee:
             "epsilon_per_analyst": self.epsilon_per_analyst,
             "epsilon_per_period": self.epsilon_per_period,
             "epsilon_over_retention": self.epsilon_over_retention,
+            "selection_delta_per_period": self.selection_delta_per_period,
+            "selection_delta_over_retention": self.selection_delta_over_retention,
         }
 
 
@@ -118,6 +125,7 @@ def guarantee_of(policy: Policy) -> Guarantee:
     periods = math.ceil(longest_retention(policy) / policy.identifiers.salt_rotation)
     over = over_periods(q, periods, q.global_cap)
     analyst = max([q.per_analyst, *q.per_analyst_overrides.values()])
+    selection_per_period, selection_over = selection_deltas(policy, periods)
     return Guarantee(
         accounting=q.accounting,
         unit=q.budget_unit,
@@ -132,4 +140,6 @@ def guarantee_of(policy: Policy) -> Guarantee:
         epsilon_per_analyst=epsilon_equivalent(q, analyst),
         epsilon_per_period=epsilon_equivalent(q, q.global_cap),
         epsilon_over_retention=epsilon_equivalent(q, over),
+        selection_delta_per_period=selection_per_period,
+        selection_delta_over_retention=selection_over,
     )

@@ -29,6 +29,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from privacy.policy.errors import DOCUMENT, KeyPath, PolicyError, Problem, key_path, problem
 from privacy.policy.model import Policy
+from privacy.policy.open import UNION_TAGS
 
 __all__ = [
     "LoadedPolicy",
@@ -255,7 +256,7 @@ def _locate(root: Node, loc: Sequence[str | int]) -> tuple[int, str]:
     line = _line(root)
     path: list[str | int] = []
     for item in loc:
-        if item == "[key]":  # pydantic's marker for "the key itself, not its value"
+        if item == "[key]" or item in UNION_TAGS:  # "the key itself", a form's tag
             continue
         found: Node | None = None
         if isinstance(node, MappingNode):
@@ -337,6 +338,10 @@ def _type_at(model: type[BaseModel], loc: Sequence[str | int]) -> Any:
         if item == "[key]":
             continue
         tp = _unannotated(tp)
+        if item in UNION_TAGS:  # a tagged union: follow the member the tag names
+            members = {get_args(m)[-1].tag: get_args(m)[0] for m in get_args(tp)}
+            tp = members.get(item)
+            continue
         if isinstance(tp, type) and issubclass(tp, BaseModel):
             field = next((f for n, f in tp.model_fields.items() if item in (n, f.alias)), None)
             if field is None:

@@ -20,9 +20,10 @@ from pydantic import (
 from pydantic.json_schema import GenerateJsonSchema
 
 from privacy.durations import Duration, format_duration
-from privacy.events import OTHER, EventType, Label
+from privacy.events import OTHER, EventType
 from privacy.policy.errors import Violation, invalid, raise_all
 from privacy.policy.funnel import funnel_violations
+from privacy.policy.open import DimensionValues, OpenDimension, open_rules
 from privacy.policy.sections import (
     ContextDimension,
     Identifiers,
@@ -59,9 +60,8 @@ class Policy(Section):
     event_types: Annotated[list[EventType], Field(min_length=1)] = Field(
         default_factory=lambda: list(EventType)
     )
-    context: dict[ContextDimension, Annotated[list[Label], Field(max_length=200)]] = Field(
-        default_factory=dict
-    )
+    # Declared values, or {open: ...} (privacy.policy.open: values selected from the data).
+    context: dict[ContextDimension, DimensionValues] = Field(default_factory=dict)
     retention: Retention = Retention()
     sampling: Sampling = Sampling()
     privacy: QueryPolicy
@@ -81,9 +81,13 @@ class Policy(Section):
 
     @field_validator("context")
     @classmethod
-    def _declared_values(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+    def _declared_values(
+        cls, value: dict[str, list[str] | OpenDimension]
+    ) -> dict[str, list[str] | OpenDimension]:
         found: list[Violation] = []
         for dim, values in value.items():
+            if isinstance(values, OpenDimension):
+                continue
             found += duplicates(values, dim)
             found += [
                 Violation((dim, i), f"{OTHER!r} is reserved: undeclared values become it")
@@ -116,6 +120,7 @@ class Policy(Section):
             found.append(Violation(("timestamp_precision",), message))
         funnel = self.privacy.metrics.funnel.steps
         found += funnel_violations(funnel, self.event_types, self.sampling.rates)
+        found += open_rules(self)
         raise_all(found)
         return self
 

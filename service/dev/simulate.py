@@ -26,6 +26,7 @@ from typing import Any
 
 from privacy.events import EventType
 from privacy.policy import Policy
+from privacy.policy.open import declared_values
 
 # Relative traffic per UTC hour: a working day with a long tail.
 _HOURLY = (1, 1, 1, 1, 1, 2, 3, 5, 8, 10, 11, 11, 10, 10, 11, 11, 10, 8, 6, 5, 4, 3, 2, 1)
@@ -80,12 +81,11 @@ class World:
 
     @classmethod
     def from_policy(cls, policy: Policy) -> World:
-        ctx = policy.context
         return cls(
-            surfaces=tuple(ctx.get("surface") or ("chat",)),
-            task_types=tuple(ctx.get("task_type") or ("qa",)),
-            cohorts=tuple(ctx.get("cohort") or ()),
-            models=tuple(ctx.get("model") or ()),
+            surfaces=declared_values(policy, "surface") or ("chat",),
+            task_types=declared_values(policy, "task_type") or ("qa",),
+            cohorts=declared_values(policy, "cohort"),
+            models=declared_values(policy, "model"),
             event_types=frozenset(t.value for t in policy.event_types),
             similarity_threshold=policy.privacy.metrics.reformulation_similarity_threshold,
         )

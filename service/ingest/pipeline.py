@@ -10,6 +10,7 @@ from typing import Any
 
 from privacy.keyring import Keyring
 from privacy.policy import Policy
+from privacy.policy.open import declared_values
 from service.ingest import quarantine
 from service.ingest.parse import FieldError, Parsed
 from service.ingest.steps import STEPS, Draft, Drop, PolicyFacts, Reason, StepContext, row
@@ -85,7 +86,8 @@ class Ingestor:
         self._store = store
         self._clock = clock
         self._max_future = max_future
-        self._labels = {v for values in policy.context.values() for v in values}
+        # Declared labels only: an open dimension's labels are placeholders in quarantine.
+        self._labels = {v for d in policy.context for v in declared_values(policy, d)}
         self._precision_s = int(policy.timestamp_precision.total_seconds())
         self._facts = PolicyFacts(policy)
 

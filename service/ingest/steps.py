@@ -28,6 +28,7 @@ from privacy.events import (
 )
 from privacy.keyring import EpochExpired, Keyring
 from privacy.policy import IdentifierAction, Policy
+from privacy.policy.open import declared_values, open_dimensions
 from privacy.pseudonym import EpochKeys
 from service.ingest.parse import FieldError
 from service.store.rows import to_ms
@@ -84,8 +85,11 @@ class PolicyFacts:
         self.allowed_types = ", ".join(t.value for t in policy.event_types)
         self.rates: dict[EventType, float] = {t: policy.sampling.rate(t) for t in EventType}
         # Declared label -> itself; a value looked up here and not found becomes OTHER.
-        self.labels: tuple[dict[str, str], ...] = tuple(
-            {v: v for v in policy.context.get(dim) or ()}
+        # None for an open dimension: its labels are kept as sent (already checked
+        # against the label pattern by validation), for partition selection to choose from.
+        opened = open_dimensions(policy)
+        self.labels: tuple[dict[str, str] | None, ...] = tuple(
+            None if dim in opened else {v: v for v in declared_values(policy, dim)}
             for dim in ("surface", "task_type", "cohort", "model")
         )
         days = ids.salt_retention.total_seconds() / 86400
@@ -205,10 +209,10 @@ def policy(drafts: list[Draft], ctx: StepContext) -> list[Draft]:
             continue
         c = event.context
         draft.context = (
-            None if c.surface is None else surfaces.get(c.surface, OTHER),
-            None if c.task_type is None else tasks.get(c.task_type, OTHER),
-            None if c.cohort is None else cohorts.get(c.cohort, OTHER),
-            None if c.model is None else models.get(c.model, OTHER),
+            _label(c.surface, surfaces),
+            _label(c.task_type, tasks),
+            _label(c.cohort, cohorts),
+            _label(c.model, models),
         )
         kept.append(draft)
     return kept
@@ -325,3 +329,10 @@ def row(draft: Draft, source_id: int) -> tuple[object, ...]:
         *payload,
         draft.inclusion_prob,
     )
+
+
+def _label(value: str | None, declared: dict[str, str] | None) -> str | None:
+    """A declared label, OTHER for an undeclared one, the label itself on an open dimension."""
+    if value is None or declared is None:
+        return value
+    return declared.get(value, OTHER)

@@ -107,13 +107,15 @@ class LakeQueries:
 
     def _run(
         self, sql: str, snapshot: Snapshot, hot_rows: list[tuple[Any, ...]], claimed: int
-    ) -> list[tuple[int, ...]]:
+    ) -> list[tuple[Any, ...]]:
         hot = to_arrow(hot_rows)
         con = duckdb.connect(config={"threads": self._threads} if self._threads else {})
         try:
             con.register("hot", hot)
             view = lake_view_sql(snapshot, True, claimed)
             con.execute(f"CREATE TEMP VIEW events AS {view}")
-            return [tuple(int(v) for v in row) for row in con.execute(sql).fetchall()]
+            # Integers, and a selection's labels (service/queries/selection.py) as text.
+            rows = con.execute(sql).fetchall()
+            return [tuple(v if isinstance(v, str) else int(v) for v in row) for row in rows]
         finally:
             con.close()

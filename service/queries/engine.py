@@ -14,11 +14,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from privacy.events import OTHER
 from privacy.mechanisms import NoisyVector, halfwidth_for, release
 from privacy.policy import Policy
+from privacy.policy.open import declared_values
 from privacy.query import QueryPlan
 from service.queries.funnel_sql import funnel_sql
 from service.queries.release import notes_for, release_rows
+from service.queries.selection import selection_sql
 from service.queries.sql import DUCKDB, POSTGRES, SQLITE, Dialect, aggregate_sql
 from service.store.base import QueryRepository, Store
 
@@ -63,7 +66,7 @@ class QueryEngine:
         self.queries = queries if queries is not None else store.queries
         self.policy = policy
         self._declared: dict[str, tuple[str, ...]] = {
-            str(dim): tuple(values) for dim, values in policy.context.items()
+            str(dim): declared_values(policy, dim) for dim in policy.context
         }
 
     @property
@@ -77,7 +80,7 @@ class QueryEngine:
     def aggregate(self, plan: QueryPlan) -> Aggregates:
         """The bounded per-cell aggregates of `plan` (heavy work in SQL)."""
         build = funnel_sql if plan.metric.kind == "funnel" else aggregate_sql
-        statement = build(plan, self._declared, self.dialect)
+        statement = build(plan, self._keys(plan), self.dialect)
         n_cells = len(plan.cells)
         vectors = {p.name: [0] * p.length for p in plan.parts}
         columns = statement.columns
@@ -101,6 +104,26 @@ class QueryEngine:
                 for name, value in zip(columns, row[1:], strict=True):
                     vectors[name][cell] = int(value)
         return Aggregates(vectors, coverage, note)
+
+    def _keys(self, plan: QueryPlan) -> dict[str, tuple[str, ...]]:
+        """The labels each dimension keeps: declared, or for an open one those selected."""
+        opened = dict(plan.open)
+        selected = {
+            d: tuple(str(k) for k in keys if k != OTHER)
+            for d, keys in plan.dimensions
+            if d in opened
+        }
+        return {**self._declared, **selected}
+
+    def selection_counts(self, plan: QueryPlan) -> dict[str, dict[str, int]]:
+        """Distinct units per stored value of each open dimension of `plan` (true counts)."""
+        counts: dict[str, dict[str, int]] = {}
+        for dim, sel in plan.open:
+            sql = selection_sql(plan, dim, sel, self._declared, self.dialect)
+            covered = getattr(self.queries, "aggregate_covered", None)
+            rows = covered(sql)[0] if covered is not None else self.queries.aggregate(sql)
+            counts[dim] = {str(value): int(n) for value, n in rows}
+        return counts
 
     def release(self, plan: QueryPlan, aggregates: Aggregates) -> Release:
         """Noise the aggregates with OpenDP under the plan's cost; post-process the rows."""

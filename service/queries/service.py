@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any
 
 from privacy.policy import LoadedPolicy, Policy, granted, metrics_for
+from privacy.policy.open import OpenDimension, OpenSelection, open_dimensions
 from privacy.query import (
     NotGranted,
     QueryError,
@@ -50,6 +51,7 @@ from service.ops.accounting import conflict
 from service.queries import budget
 from service.queries.engine import QueryEngine
 from service.queries.responses import Responses
+from service.queries.selection import select_values
 from service.queries.timing import ReleaseDeadline
 from service.store.base import (
     Charge,
@@ -95,6 +97,7 @@ class QueryService:
 
     def catalogue(self, analyst: str) -> dict[str, Any]:
         privacy = self.policy.privacy
+        opened = open_dimensions(self.policy)
         return {
             "metrics": [
                 {
@@ -108,7 +111,12 @@ class QueryService:
                     "group_by": ["day", *m.dimensions],
                     # Each dimension's public keys: what a group-by yields and what
                     # "filters" may name (the UI's filter control lists them).
-                    "keys": {d: list(dimension_keys(self.policy, m, d)) for d in m.dimensions},
+                    # An open dimension has no public keys (it cannot be filtered by).
+                    "keys": {
+                        d: list(dimension_keys(self.policy, m, d))
+                        for d in m.dimensions
+                        if d not in opened
+                    },
                     "granted": granted(m, self.policy, analyst),
                 }
                 for m in metrics_for(self.policy)
@@ -116,7 +124,10 @@ class QueryService:
             "accounting": privacy.accounting,
             "unit": privacy.budget_unit,
             "max_per_query": privacy.max_per_query,
-            "context": {dim: list(values) for dim, values in self.policy.context.items()},
+            "context": {
+                dim: v.model_dump() if isinstance(v, OpenDimension) else list(v)
+                for dim, v in self.policy.context.items()
+            },
         }
 
     def budget(self, analyst: str) -> dict[str, Any]:
@@ -200,7 +211,10 @@ class QueryService:
             return self._release(analyst, plan, charge)
         except Exception as exc:  # after the charge: it stands, and the answer says so
             log.error(
-                "release %s failed after its charge: %s", charge.release_id, type(exc).__name__
+                "release %s failed after its charge: %s",
+                charge.release_id,
+                type(exc).__name__,
+                exc_info=True,
             )
             self._count(plan, "failed_after_charge")
             if isinstance(exc, StoreUnavailable):
@@ -219,6 +233,9 @@ class QueryService:
 
     def _release(self, analyst: str, plan: QueryPlan, charge: Charge) -> dict[str, Any]:
         """The answer to a charged query: aggregates, noise, the values kept for repeats."""
+        if plan.open:  # charged: now the selection may read the data and choose keys
+            chosen = select_values(plan, self.engine.selection_counts(plan))
+            plan = plan_query(plan.request, self.policy, analyst, charge.at.date(), chosen)
         aggregates = self.engine.aggregate(plan)
         values = sum(c.length for c in plan.components)
         with self.deadline.hold(values):  # the noise draw's duration must not reveal it
@@ -228,6 +245,7 @@ class QueryService:
         released = self.engine.rows(plan, noisy)
         if aggregates.coverage_note is not None:  # what data the answer covers
             released.notes.append(aggregates.coverage_note)
+        released.notes.extend(_selection_note(plan, dim, sel) for dim, sel in plan.open)
         ledger = self.store.ledger
         try:
             ledger.store_values(charge.release_id, released.rows, released.notes)
@@ -239,6 +257,8 @@ class QueryService:
             )
         left = self._remaining(analyst, list(plan.epochs))
         answer = self.responses.release(plan, charge, released.rows, released.notes, left)
+        if plan.open:
+            answer["cost"]["delta"] = plan.delta
         if aggregates.coverage is not None:
             answer["coverage"] = dict(aggregates.coverage)
         return answer
@@ -277,7 +297,8 @@ class QueryService:
                 "analyst": analyst,
                 "metric": plan.metric.name,
                 "request": json.loads(normalized),
-                "cost": {"unit": unit, "value": budget.from_nanos(cost), "nanos": cost},
+                "cost": {"unit": unit, "value": budget.from_nanos(cost), "nanos": cost}
+                | ({"delta": plan.delta} if plan.open else {}),
                 "epochs": days,
             },
         )
@@ -308,3 +329,12 @@ class QueryService:
 
 def _nanos(plan: QueryPlan) -> int:
     return int(plan.cost.nanos)
+
+
+def _selection_note(plan: QueryPlan, dim: str, sel: OpenSelection) -> str:
+    shown = len(dict(plan.dimensions)[dim]) - 1
+    return (
+        f"{dim} is an open dimension: {shown} value(s) released by partition selection "
+        f"(more than {sel.min_users} people, noisy, each person counted in at most "
+        f'{sel.max_values_per_user}; delta {sel.delta:g}); every other value is in "other"'
+    )

@@ -346,7 +346,8 @@ class QueryRepository(Protocol):
         ...
 
     def aggregate(self, sql: str) -> list[tuple[int, ...]]:
-        """Run one aggregation statement built by the engine; return its rows."""
+        """Run one aggregation statement built by the engine; return its rows (integers,
+        and for a partition selection's counts the label they count, as text)."""
         ...
 
 

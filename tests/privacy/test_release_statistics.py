@@ -551,3 +551,18 @@ def test_a_p90_is_read_from_the_same_noisy_cdf_as_the_median() -> None:
     rows, _ = release_rows(median, {"histogram": _noisy(histogram, scale=1.0)})
     assert rows[0]["value"] < 10.0  # the median of the same histogram is lower
     assert any("percentiles are read from a noisy histogram" in n for n in notes)
+
+
+def test_time_to_abandonment_has_a_median_a_p90_and_a_p99_from_one_histogram() -> None:
+    # 33 bins: 5 s to a minute, 30 s to five, 2.5 min to 30, 10 min to the hour.
+    p99 = plan(policy(), "time_to_abandonment_p99", 1)
+    assert p99.metric.value is not None and p99.metric.value.bins == 33
+    histogram = [0] * 33
+    histogram[0], histogram[12] = 980, 20  # 98 % within 5 s, 2 % in [60 s, 90 s)
+    rows, _ = release_rows(p99, {"histogram": _noisy(histogram, scale=1.0)})
+    low, high = rows[0]["ci95"]
+    assert 60_000 <= rows[0]["value"] <= 90_000 and low <= 60_000 and high >= 90_000
+    median = plan(policy(), "time_to_abandonment_median", 1)
+    rows, _ = release_rows(median, {"histogram": _noisy(histogram, scale=1.0)})
+    assert rows[0]["value"] <= 5_000
+    assert median.cost == p99.cost

@@ -164,6 +164,26 @@ export class Tacit {
     this.explicit("task_completion", { outcome }, p);
   }
 
+  /** The user asked for another answer; `attempt` counts the requests for it (1..20). */
+  regenerate(p: { attempt: number; queryId?: string; responseId?: string }): void {
+    this.explicit("regenerate", { attempt: whole(p?.attempt, "regenerate({attempt})", 1, 20) }, p);
+  }
+
+  /** The user stopped a streaming answer `afterMs` milliseconds after it started. */
+  stopGeneration(p: { afterMs: number; queryId?: string; responseId?: string }): void {
+    this.explicit("stop_generation", { after_ms: whole(p?.afterMs, "stopGeneration({afterMs})", 0, MAX_MS) }, p);
+  }
+
+  /** An explicit rating of a response: thumbs "up" or "down", optionally 1..5 stars. */
+  feedback(p: { thumbs: "up" | "down"; rating?: number; queryId?: string; responseId?: string }): void {
+    if (p?.thumbs !== "up" && p?.thumbs !== "down") {
+      throw new Error(`feedback({thumbs}) takes "up" or "down", not ${JSON.stringify(p?.thumbs)}`);
+    }
+    const payload: Payload = { thumbs: p.thumbs };
+    if (p.rating !== undefined) payload.rating = whole(p.rating, "feedback({rating})", 1, 5);
+    this.explicit("feedback", payload, p);
+  }
+
   /** Send everything queued now; resolves when the queue is empty or a retry waits. */
   flush(): Promise<void> {
     return this.delivery.flush().then(() => this.syncStats());
@@ -270,6 +290,13 @@ export class Tacit {
       // memory only
     }
   }
+}
+
+function whole(x: unknown, name: string, low: number, high: number): number {
+  if (typeof x !== "number" || !Number.isInteger(x) || x < low || x > high) {
+    throw new Error(`${name} must be a whole number from ${low} to ${high}, not ${JSON.stringify(x)}`);
+  }
+  return x;
 }
 
 function fraction(x: number, name: string): number {

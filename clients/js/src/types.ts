@@ -8,7 +8,10 @@ export type EventType =
   | "edit"
   | "dwell"
   | "abandonment"
-  | "task_completion";
+  | "task_completion"
+  | "regenerate"
+  | "stop_generation"
+  | "feedback";
 
 export interface Ranked {
   position: number;
@@ -27,7 +30,9 @@ export type Payload =
   | { edit_ratio: number }
   | { dwell_ms: number; scroll_depth: number }
   | { after_ms: number }
-  | { outcome: "success" | "failure" };
+  | { outcome: "success" | "failure" }
+  | { attempt: number }
+  | { thumbs: "up" | "down"; rating?: number };
 
 /** Low-cardinality labels the policy declares; other values are stored as `other`. */
 export interface Context {

@@ -206,6 +206,27 @@ run("@tacit/browser against a real server in Chromium", () => {
     await context.close();
   });
 
+  it("stores regenerate, stop_generation and feedback with their payloads", async () => {
+    const { page, context } = await open("chat", "copy");
+    await page.evaluate(() => {
+      const t = (window as any).tacit;
+      const ids = { queryId: "q-chat", responseId: "r-chat" };
+      t.regenerate({ attempt: 3, ...ids });
+      t.stopGeneration({ afterMs: 2400, ...ids });
+      t.feedback({ thumbs: "down", rating: 2, ...ids });
+      t.feedback({ thumbs: "up", ...ids });
+    });
+    const chat = (e: StoredEvent[]) => e.filter((x) => ["regenerate", "stop_generation", "feedback"].includes(x.event_type));
+    const events = await tacit.waitStored("chat", (e) => chat(e).length >= 4);
+    expect(chat(events)).toEqual([
+      { event_type: "regenerate", attempt: 3 },
+      { event_type: "stop_generation", after_ms: 2400 },
+      { event_type: "feedback", thumbs: "down", rating: 2 },
+      { event_type: "feedback", thumbs: "up" },
+    ]);
+    await context.close();
+  });
+
   it("records abandonment when a page is closed without complete(), and none after it", async () => {
     const left = await open("abandoned", "click");
     await left.page.waitForTimeout(1500); // the answers are seen

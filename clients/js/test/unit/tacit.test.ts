@@ -84,4 +84,40 @@ describe("Tacit", () => {
     expect(() => t.reformulation({ similarity: 0.5 })).toThrow(/queryId, responseId/);
     expect(() => new Tacit({ endpoint: "", key: "" })).toThrow(/endpoint, key/);
   });
+
+  it("records the chat signals with the server's payloads: regenerate, stop_generation, feedback", () => {
+    const t = make();
+    t.regenerate({ attempt: 2, ...ids });
+    t.stopGeneration({ afterMs: 1250, ...ids });
+    t.feedback({ thumbs: "up", ...ids });
+    t.feedback({ thumbs: "down", rating: 2, ...ids });
+    expect(queued().map((e) => [e.event_type, e.payload])).toEqual([
+      ["regenerate", { attempt: 2 }],
+      ["stop_generation", { after_ms: 1250 }],
+      ["feedback", { thumbs: "up" }],
+      ["feedback", { thumbs: "down", rating: 2 }],
+    ]);
+  });
+
+  it("attaches a chat signal to the last response seen when no ids are given", () => {
+    const t = make();
+    expect(() => t.regenerate({ attempt: 1 })).toThrow(/queryId, responseId/);
+    t.last = { queryId: "q-seen", responseId: "r-seen" } as never;
+    t.feedback({ thumbs: "up" });
+    expect(queued()[0]).toMatchObject({ query_id: "q-seen", response_id: "r-seen", event_type: "feedback" });
+  });
+
+  it("refuses chat signals the server would reject, saying what is allowed", () => {
+    const t = make();
+    expect(() => t.regenerate({ attempt: 0, ...ids })).toThrow(/attempt.*whole number from 1 to 20/);
+    expect(() => t.regenerate({ attempt: 21, ...ids })).toThrow(/1 to 20/);
+    expect(() => t.regenerate({ attempt: 1.5, ...ids })).toThrow(/whole number/);
+    expect(() => t.stopGeneration({ afterMs: -1, ...ids })).toThrow(/afterMs.*0 to 86400000/);
+    expect(() => t.stopGeneration({ afterMs: 86_400_001, ...ids })).toThrow(/0 to 86400000/);
+    expect(() => t.stopGeneration({ afterMs: "5" as never, ...ids })).toThrow(/whole number/);
+    expect(() => t.feedback({ thumbs: "sideways" as never, ...ids })).toThrow(/"up" or "down"/);
+    expect(() => t.feedback({ thumbs: "up", rating: 6, ...ids })).toThrow(/rating.*1 to 5/);
+    expect(() => t.feedback({ thumbs: "up", rating: 0, ...ids })).toThrow(/1 to 5/);
+    expect(queued()).toEqual([]); // nothing refused was queued
+  });
 });
