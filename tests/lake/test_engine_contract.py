@@ -25,6 +25,7 @@ from privacy.policy import Policy, metrics_for
 from privacy.query import QueryRequest, plan_query
 from service.lake.engine import LakeQueries
 from service.lake.sealer import Sealer
+from service.lake.spark import SparkQueries, SparkRuntime
 from service.lake.table import Lake
 from service.queries.engine import QueryEngine
 from service.store.base import Store
@@ -244,3 +245,44 @@ def _lake_rows(lake: Lake) -> int:
     dt = lake.table()
     assert dt is not None
     return int(dt.count())
+
+
+# --- the same cases on Spark (tests/spark_cluster.py: the test master, one session) ---
+
+
+@pytest.fixture(scope="module")
+def spark_queries(stores: tuple[Store, Store, Lake], spark_runtime: SparkRuntime) -> SparkQueries:
+    _, store, lake = stores
+    return SparkQueries(store, lake, spark_runtime)
+
+
+@pytest.mark.parametrize("bounds", ["bounds_bind", "bounds_loose"])
+@pytest.mark.parametrize(("metric", "group_by", "extra"), CASES, ids=lambda v: str(v))
+def test_spark_over_the_lake_gives_the_row_stores_and_duckdbs_aggregates(
+    stores: tuple[Store, Store, Lake],
+    spark_queries: SparkQueries,
+    bounds: str,
+    metric: str,
+    group_by: list[str],
+    extra: dict[str, Any],
+) -> None:
+    reference, store, lake = stores
+    pol = _policies()[bounds]
+    body = {
+        "metric": metric,
+        "start": str(TODAY - timedelta(days=2)),
+        "end": str(TODAY),
+        "group_by": group_by,
+        "epsilon": 1.0,
+        **extra,
+    }
+    plan = plan_query(QueryRequest.from_json(body), pol, "analyst", TODAY)
+    expected = QueryEngine(reference, pol).aggregate(plan)
+    duck = QueryEngine(store, pol, LakeQueries(store, lake)).aggregate(plan)
+    got = QueryEngine(store, pol, spark_queries).aggregate(plan)
+    assert dict(got.values) == dict(expected.values) == dict(duck.values)
+    assert any(any(v) for v in expected.values.values())
+    assert got.coverage is not None and got.coverage["engine"] == "spark"
+    assert got.coverage["hot_rows_read"]
+    assert got.coverage["sealed_through_batch"] == lake.sealed_batch()
+    assert got.coverage["hot_rows"] == duck.coverage["hot_rows"] > 0  # type: ignore[index]
