@@ -12,6 +12,9 @@ before it: read once, from the lake. A claimed row is read from the lake if its 
 is committed (<= W), else from the hot rows. Each event is read exactly once
 (tests/system/test_lake_crash.py races queries against the sealer and SIGKILLs).
 
+The cut (``Cut``, ``events_sql``, ``aggregate_over_cut``) is shared by every engine over
+the lake: Spark (service/lake/spark.py) reads exactly what DuckDB reads.
+
 The hot part is small in steady state (about the seal interval's worth of events); it is
 registered in DuckDB as an Arrow table. DuckDB runs in-process, in memory, one
 connection per query; nothing it reads leaves as anything but one integer row per cell.
