@@ -12,7 +12,7 @@ NPM    ?= npm
 $(BIN)/tacit: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,postgres]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,spark]'
 	touch $@
 
 # The browser SDK (clients/js): node deps from the lockfile, then the ESM and script-tag

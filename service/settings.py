@@ -84,9 +84,10 @@ class Settings(BaseSettings):
     release_per_value_s: float = Field(default=PER_VALUE_S, ge=0, le=0.01)
 
     # Where DP queries run (docs/deploy.md, "The event lake"): "duckdb" seals events into
-    # the lake and queries it with embedded DuckDB (with the hot rows); "rowstore" keeps
-    # every event in the transactional store and aggregates there (no sealing).
-    query_engine: Literal["duckdb", "rowstore"] = "duckdb"
+    # the lake and queries it with embedded DuckDB (with the hot rows); "spark" seals the
+    # same way and runs the query on Spark (spark_master); "rowstore" keeps every event in
+    # the transactional store and aggregates there (no sealing).
+    query_engine: Literal["duckdb", "rowstore", "spark"] = "duckdb"
     # The Delta table: default <data_dir>/lake; any URI deltalake accepts (a path on a
     # filesystem every node mounts, or object storage such as s3://bucket/tacit-lake).
     lake_uri: str | None = None
@@ -95,6 +96,16 @@ class Settings(BaseSettings):
     lake_compact_interval_s: float = Field(default=3600.0, gt=0)
     # DuckDB threads per query (0: one per core).
     duckdb_threads: int = Field(default=0, ge=0, le=256)
+    # The spark engine (docs/deploy.md, "Spark"): local[N] / local[*] runs Spark inside
+    # each serving process; spark://host:port[,host2:port2] uses a standalone cluster.
+    spark_master: str = Field(
+        default="local[*]",
+        pattern=r"^(local(\[(\*|[1-9][0-9]*)\])?|spark://[^/\s]+:[0-9]+(,[^/\s]+:[0-9]+)*)$",
+    )
+    # Further Spark properties as JSON, e.g. {"spark.executor.memory": "4g"}.
+    spark_conf: dict[str, str] = Field(default_factory=dict)
+    # A Spark query still running after this is cancelled (503, its charge stands).
+    spark_query_timeout_s: float = Field(default=600.0, gt=0)
 
     @property
     def resolved_lake_uri(self) -> str:

@@ -13,6 +13,7 @@ import pg
 import pytest
 from fastapi.testclient import TestClient
 from pg import pg_cluster, pg_server, postgres_url  # noqa: F401  (PostgreSQL fixtures)
+from spark_cluster import spark_runtime  # noqa: F401  (the Spark session of a module)
 
 from privacy.keyring import MasterKey
 from service.api.app import create_app

@@ -146,6 +146,8 @@ def create_app(
                 sealing.stop()
             schedule.stop()
             writer.close()
+            if state.queries is not None:
+                state.queries.engine.close()  # a Spark session stops here
             state.store.close()
 
     app = FastAPI(

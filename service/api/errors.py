@@ -146,3 +146,17 @@ class StoreUnavailableError(ApiError):
             headers={"Retry-After": str(seconds)},
             **extra,
         )
+
+
+class EngineUnavailableError(ApiError):
+    """The query engine cannot run queries now (a Spark cluster unreachable or without
+    executors, its runtime missing, or a query past its time limit); retry after
+    Retry-After seconds. A query refused before its charge spent nothing; one already
+    charged says so (``release_id``): its charge stands."""
+
+    status, code = 503, "engine_unavailable"
+    retry_after = True
+    RETRY_AFTER_S = 30
+
+    def __init__(self, message: str, **extra: Any) -> None:
+        super().__init__(message, headers={"Retry-After": str(self.RETRY_AFTER_S)}, **extra)

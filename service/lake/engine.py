@@ -12,6 +12,9 @@ before it: read once, from the lake. A claimed row is read from the lake if its 
 is committed (<= W), else from the hot rows. Each event is read exactly once
 (tests/system/test_lake_crash.py races queries against the sealer and SIGKILLs).
 
+The cut (``Cut``, ``events_sql``, ``aggregate_over_cut``) is shared by every engine over
+the lake: Spark (service/lake/spark.py) reads exactly what DuckDB reads.
+
 The hot part is small in steady state (about the seal interval's worth of events); it is
 registered in DuckDB as an Arrow table. DuckDB runs in-process, in memory, one
 connection per query; nothing it reads leaves as anything but one integer row per cell.
@@ -19,6 +22,7 @@ connection per query; nothing it reads leaves as anything but one integer row pe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,23 +63,81 @@ class Coverage:
         )
 
 
-def lake_view_sql(snapshot: Snapshot, hot: bool, claimed: int | None = None) -> str:
-    """The ``events`` relation: the snapshot's Parquet files (their rows of batches up to
-    ``claimed``, if given) and, with ``hot``, the unsealed hot rows."""
+def parquet_sql(files: tuple[str, ...]) -> str:
+    """DuckDB's relation over the snapshot's Parquet files (``epoch`` from the paths)."""
+    quoted = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+    return f"read_parquet([{quoted}], hive_partitioning = true, hive_types = {{'epoch': INTEGER}})"
+
+
+def events_sql(files: str | None, sealed_batch: int, hot: bool, claimed: int | None = None) -> str:
+    """The ``events`` relation in any engine: ``files`` (the engine's relation over the
+    snapshot's Parquet files, None when it has none) with only the rows of batches up to
+    ``claimed`` if given and, with ``hot``, the relation ``hot``'s rows not in the lake's
+    watermark ``sealed_batch`` (unclaimed, or claimed above it). The consistent cut of the
+    module docstring is this predicate pair."""
     parts = []
-    if snapshot.files:
-        files = ", ".join("'" + f.replace("'", "''") + "'" for f in snapshot.files)
+    if files is not None:
         upto = "" if claimed is None else f" WHERE seal_batch <= {int(claimed)}"
-        parts.append(
-            f"SELECT {_COLUMNS} FROM read_parquet([{files}], hive_partitioning = true, "
-            "hive_types = {'epoch': INTEGER})" + upto
-        )
+        parts.append(f"SELECT {_COLUMNS} FROM {files}" + upto)
     if hot or not parts:
         parts.append(
             f"SELECT {_COLUMNS} FROM hot WHERE seal_batch IS NULL "
-            f"OR seal_batch > {int(snapshot.sealed_batch)}"
+            f"OR seal_batch > {int(sealed_batch)}"
         )
     return " UNION ALL ".join(parts)
+
+
+def lake_view_sql(snapshot: Snapshot, hot: bool, claimed: int | None = None) -> str:
+    """DuckDB's ``events`` relation: the snapshot's Parquet files (their rows of batches up
+    to ``claimed``, if given) and, with ``hot``, the unsealed hot rows."""
+    files = parquet_sql(snapshot.files) if snapshot.files else None
+    return events_sql(files, snapshot.sealed_batch, hot, claimed)
+
+
+@dataclass(frozen=True)
+class Cut:
+    """What one aggregation reads, taken in the order the module docstring requires: the
+    hot rows and C (the highest batch claimed) first, then the lake's snapshot."""
+
+    hot_rows: list[tuple[Any, ...]]
+    claimed: int
+    snapshot: Snapshot
+
+    @classmethod
+    def take(cls, store: Store, lake: Lake) -> Cut:
+        hot_rows, claimed = store.hot.snapshot()  # first: see the module docstring
+        return cls(hot_rows, claimed, lake.snapshot())
+
+    def events_sql(self, files: str | None) -> str:
+        """The ``events`` relation of this cut over the engine's ``files`` and ``hot``."""
+        return events_sql(files, self.snapshot.sealed_batch, True, self.claimed)
+
+    def coverage(self, engine: str) -> Coverage:
+        watermark = self.snapshot.sealed_batch
+        unsealed = sum(1 for r in self.hot_rows if r[-1] is None or r[-1] > watermark)
+        return Coverage(engine, self.snapshot.version, watermark, True, unsealed)
+
+
+Rows = list[tuple[int, ...]]
+
+
+def aggregate_over_cut(
+    store: Store,
+    lake: Lake,
+    engine: str,
+    run: Callable[[Cut], Rows],
+    stale: Callable[[Exception, Cut], bool],
+) -> tuple[Rows, Coverage]:
+    """``run`` on a fresh cut; again on a new one (at most ATTEMPTS in all) while it fails
+    because the cut went stale: a compaction or vacuum removed a file it was reading."""
+    for attempt in range(1, ATTEMPTS + 1):
+        cut = Cut.take(store, lake)
+        try:
+            return run(cut), cut.coverage(engine)
+        except Exception as exc:
+            if attempt == ATTEMPTS or not stale(exc, cut):
+                raise
+    raise AssertionError("unreachable")
 
 
 class LakeQueries:
@@ -92,28 +154,21 @@ class LakeQueries:
         return self.aggregate_covered(sql)[0]
 
     def aggregate_covered(self, sql: str) -> tuple[list[tuple[int, ...]], Coverage]:
-        for attempt in range(1, ATTEMPTS + 1):
-            hot_rows, claimed = self._store.hot.snapshot()  # first: see the module docstring
-            snapshot = self.lake.snapshot()
-            try:
-                rows = self._run(sql, snapshot, hot_rows, claimed)
-            except duckdb.IOException:
-                if attempt == ATTEMPTS:
-                    raise
-                continue
-            unsealed = sum(1 for r in hot_rows if r[-1] is None or r[-1] > snapshot.sealed_batch)
-            return rows, Coverage("duckdb", snapshot.version, snapshot.sealed_batch, True, unsealed)
-        raise AssertionError("unreachable")
+        return aggregate_over_cut(
+            self._store,
+            self.lake,
+            "duckdb",
+            lambda cut: self._run(sql, cut),
+            lambda exc, _cut: isinstance(exc, duckdb.IOException),
+        )
 
-    def _run(
-        self, sql: str, snapshot: Snapshot, hot_rows: list[tuple[Any, ...]], claimed: int
-    ) -> list[tuple[Any, ...]]:
-        hot = to_arrow(hot_rows)
+    def _run(self, sql: str, cut: Cut) -> list[tuple[Any, ...]]:
+        hot = to_arrow(cut.hot_rows)
         con = duckdb.connect(config={"threads": self._threads} if self._threads else {})
         try:
             con.register("hot", hot)
-            view = lake_view_sql(snapshot, True, claimed)
-            con.execute(f"CREATE TEMP VIEW events AS {view}")
+            files = parquet_sql(cut.snapshot.files) if cut.snapshot.files else None
+            con.execute(f"CREATE TEMP VIEW events AS {cut.events_sql(files)}")
             # Integers, and a selection's labels (service/queries/selection.py) as text.
             rows = con.execute(sql).fetchall()
             return [tuple(v if isinstance(v, str) else int(v) for v in row) for row in rows]

@@ -22,12 +22,12 @@ from privacy.query import QueryPlan
 from service.queries.funnel_sql import funnel_sql
 from service.queries.release import notes_for, release_rows
 from service.queries.selection import selection_sql
-from service.queries.sql import DUCKDB, POSTGRES, SQLITE, Dialect, aggregate_sql
+from service.queries.sql import DUCKDB, POSTGRES, SPARK, SQLITE, Dialect, aggregate_sql
 from service.store.base import QueryRepository, Store
 
 __all__ = ["Aggregates", "QueryEngine", "Release"]
 
-_DIALECTS = {d.name: d for d in (SQLITE, POSTGRES, DUCKDB)}
+_DIALECTS = {d.name: d for d in (SQLITE, POSTGRES, DUCKDB, SPARK)}
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class QueryEngine:
 
     ``queries`` is where the aggregation SQL runs: the store's own repository (the
     row-store engine) by default, or the lake's (service/lake/engine.py, the ``duckdb``
-    engine).
+    engine; service/lake/spark.py, the ``spark`` engine).
     """
 
     def __init__(
@@ -76,6 +76,19 @@ class QueryEngine:
         if name not in _DIALECTS:
             raise ValueError(f"no aggregation SQL for the {name!r} backend: this is a bug")
         return _DIALECTS[name]
+
+    def ready(self) -> None:
+        """Raise EngineUnavailable when the engine cannot run a query now (a cluster's
+        engine checks its runtime and cluster; called before a query is charged)."""
+        check = getattr(self.queries, "ready", None)
+        if check is not None:
+            check()
+
+    def close(self) -> None:
+        """Release what the engine holds (a Spark session); the row store needs nothing."""
+        close = getattr(self.queries, "close", None)
+        if close is not None:
+            close()
 
     def aggregate(self, plan: QueryPlan) -> Aggregates:
         """The bounded per-cell aggregates of `plan` (heavy work in SQL)."""

@@ -14,8 +14,10 @@ The order is what makes the budget hold (see docs/guarantees.md, "Budget"):
 5. the bounded aggregates are computed, then the noise is drawn inside a deadline fixed
    by the plan (service/queries/timing.py) and the values stored for the repeat window;
    a failure from here on leaves the charge in place (a budget is never refunded: the
-   data was read), and the answer says so: 503 when the database went away (asking
-   again later is charged again), 500 for anything else (a bug).
+   data was read), and the answer says so: 503 when the database or the query engine
+   went away (asking again later is charged again), 500 for anything else (a bug).
+   Before the charge, the engine is asked whether it can run a query at all (a Spark
+   cluster that is down refuses it with 503 and nothing charged).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from privacy.query import (
 from service.api.errors import (
     ApiError,
     BudgetExhausted,
+    EngineUnavailableError,
     Forbidden,
     InvalidQuery,
     StoreUnavailableError,
@@ -55,6 +58,7 @@ from service.queries.selection import select_values
 from service.queries.timing import ReleaseDeadline
 from service.store.base import (
     Charge,
+    EngineUnavailable,
     EpochShortfall,
     OverBudget,
     ReleaseRecord,
@@ -199,6 +203,11 @@ class QueryService:
         if short:
             raise self._exhausted(plan, short)
         try:
+            self.engine.ready()  # a cluster that cannot run it refuses it before the charge
+        except EngineUnavailable as exc:
+            self._count(plan, "engine_unavailable")
+            raise EngineUnavailableError(f"{exc}. Nothing was charged.") from None
+        try:
             earlier = ledger.charge(charge, since)
         except OverBudget as exc:
             raise self._exhausted(plan, exc.shortfalls) from None
@@ -223,6 +232,12 @@ class QueryService:
                     "stands (a privacy budget is never refunded) and no answer was produced; "
                     f"asking again after {StoreUnavailableError.RETRY_AFTER_S} s is charged "
                     "again.",
+                    release_id=charge.release_id,
+                ) from exc
+            if isinstance(exc, EngineUnavailable):
+                raise EngineUnavailableError(
+                    f"{exc}. The query was charged before this happened: the charge stands "
+                    "(a privacy budget is never refunded) and no answer was produced.",
                     release_id=charge.release_id,
                 ) from exc
             raise ReleaseFailed(

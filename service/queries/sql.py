@@ -35,6 +35,7 @@ from privacy.query import QueryPlan
 __all__ = [
     "DUCKDB",
     "POSTGRES",
+    "SPARK",
     "SQLITE",
     "Dialect",
     "Statement",
@@ -68,6 +69,8 @@ POSTGRES = Dialect("postgresql", "events")
 # DuckDB over the lake (service/lake/engine.py): `events` is a view of the snapshot's
 # Parquet files and the hot rows not sealed yet.
 DUCKDB = Dialect("duckdb", "events", div="//")
+# Spark SQL over the same files (service/lake/spark.py): `/` is float division there too.
+SPARK = Dialect("spark", "events", div="DIV")
 
 
 @dataclass(frozen=True)

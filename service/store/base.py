@@ -18,6 +18,7 @@ from privacy.keyring import SaltVault, SealedSalt
 
 # Split out of this module, and re-exported here: the errors and the budget ledger.
 from service.store.errors import Conflict as Conflict
+from service.store.errors import EngineUnavailable as EngineUnavailable
 from service.store.errors import NotFound as NotFound
 from service.store.errors import StoreError as StoreError
 from service.store.errors import StoreUnavailable as StoreUnavailable

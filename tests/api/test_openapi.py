@@ -48,6 +48,8 @@ EXPECTED: dict[tuple[str, str], Codes] = {
         **QUERY,
         "403": {"forbidden", "budget_exhausted"},
         "500": {"release_failed"},  # charged, but no answer: the charge stands
+        # the Spark engine cannot run it (before the charge), or went away (after it)
+        "503": {"unavailable", "store_unavailable", "engine_unavailable"},
     },
     ("GET", "/v1/policy"): AUTHENTICATED,
     ("GET", "/v1/audit"): {**AUTHENTICATED, "400": {"bad_request"}},

@@ -25,6 +25,7 @@ from privacy.policy import Policy, metrics_for
 from privacy.query import QueryRequest, plan_query
 from service.lake.engine import LakeQueries
 from service.lake.sealer import Sealer
+from service.lake.spark import SparkQueries, SparkRuntime
 from service.lake.table import Lake
 from service.queries.engine import QueryEngine
 from service.store.base import Store
@@ -246,48 +247,74 @@ def _lake_rows(lake: Lake) -> int:
     return int(dt.count())
 
 
-# Open dimensions: `model` open, so its stored labels (model-x included) are kept as
-# written, counted by the selection's SQL and, once selected, mapped to their cells.
-OPEN_CONTEXT = {
-    "surface": ["chat", "search", "ide", "docs"],
-    "task_type": ["coding", "writing", "qa", "summarization", "analysis"],
-    "cohort": ["control", "treatment"],
-    "model": {"open": {"min_users": 50, "max_values_per_user": 1}},
-}
-OPEN_CASES = [
-    (m.name, group_by)
-    for m in metrics_for(policy("strict", context=OPEN_CONTEXT))
-    if "model" in m.dimensions
-    for group_by in (["model"], ["day", "model"])
+# --- the same cases on Spark (tests/spark_cluster.py: the test master, one session) ---
+#
+# Spark costs ~0.5-1 s a query (batching statements into one query made Spark's planning
+# far slower, measured): every case runs under the policy where the C and K bounds bind,
+# and every fourth under the loose one, to keep the Spark part near 3 minutes.
+
+SPARK_CASES = [(*case, "bounds_bind") for case in CASES] + [
+    (*case, "bounds_loose") for case in CASES[::4]
 ]
 
 
-@pytest.mark.parametrize(("metric", "group_by"), OPEN_CASES, ids=lambda v: str(v))
-def test_an_open_dimension_gives_the_same_selection_counts_and_aggregates_on_both_paths(
-    stores: tuple[Store, Store, Lake], metric: str, group_by: list[str]
+@pytest.fixture(scope="module")
+def spark_queries(stores: tuple[Store, Store, Lake], spark_runtime: SparkRuntime) -> SparkQueries:
+    _, store, lake = stores
+    return SparkQueries(store, lake, spark_runtime)
+
+
+@pytest.mark.parametrize(
+    ("metric", "group_by", "extra", "bounds"), SPARK_CASES, ids=lambda v: str(v)
+)
+def test_spark_over_the_lake_gives_the_row_stores_and_duckdbs_aggregates(
+    stores: tuple[Store, Store, Lake],
+    spark_queries: SparkQueries,
+    bounds: str,
+    metric: str,
+    group_by: list[str],
+    extra: dict[str, Any],
 ) -> None:
     reference, store, lake = stores
-    pol = policy("strict", context=OPEN_CONTEXT)
+    pol = _policies()[bounds]
     body = {
         "metric": metric,
         "start": str(TODAY - timedelta(days=2)),
         "end": str(TODAY),
         "group_by": group_by,
-        "rho": 0.005,
+        "epsilon": 1.0,
+        **extra,
     }
     plan = plan_query(QueryRequest.from_json(body), pol, "analyst", TODAY)
-    rowstore, duckdb = (
-        QueryEngine(reference, pol),
-        QueryEngine(store, pol, LakeQueries(store, lake)),
-    )
-    counts = rowstore.selection_counts(plan)
-    assert counts == duckdb.selection_counts(plan)
-    assert set(counts["model"]) == {"model-a", "model-b", "model-x"}
-    # Each unit counted in at most one value: the counts add up to at most the units.
-    assert sum(counts["model"].values()) <= 60 * 3
-    chosen = {"model": ("model-x", "model-a")}  # as if these two had been selected
-    selected = plan_query(QueryRequest.from_json(body), pol, "analyst", TODAY, chosen)
-    assert dict(selected.dimensions)["model"] == ("model-x", "model-a", "other")
-    expected = rowstore.aggregate(selected)
-    assert dict(duckdb.aggregate(selected).values) == dict(expected.values)
+    expected = QueryEngine(reference, pol).aggregate(plan)
+    duck = QueryEngine(store, pol, LakeQueries(store, lake)).aggregate(plan)
+    got = QueryEngine(store, pol, spark_queries).aggregate(plan)
+    assert dict(got.values) == dict(expected.values) == dict(duck.values)
     assert any(any(v) for v in expected.values.values())
+    assert got.coverage is not None and duck.coverage is not None
+    assert got.coverage["engine"] == "spark" and got.coverage["hot_rows_read"]
+    assert got.coverage["sealed_through_batch"] == lake.sealed_batch()
+    assert got.coverage["hot_rows"] == duck.coverage["hot_rows"] > 0
+
+
+def test_spark_leaves_no_shuffle_file_after_a_query(
+    stores: tuple[Store, Store, Lake], spark_queries: SparkQueries
+) -> None:
+    """Shuffle files hold per-person partial aggregates: none outlives its query."""
+    _, store, _ = stores
+    pol = _policies()["bounds_bind"]
+    body = {
+        "metric": "task_completion_rate",
+        "start": str(TODAY - timedelta(days=2)),
+        "end": str(TODAY),
+        "group_by": ["day", "surface"],
+        "epsilon": 1.0,
+    }
+    plan = plan_query(QueryRequest.from_json(body), pol, "analyst", TODAY)
+    QueryEngine(store, pol, spark_queries).aggregate(plan)
+    local = spark_queries.runtime.local_dir
+    assert local is not None and Path(local).is_dir()
+    if not spark_queries.runtime.master.startswith("local"):
+        return  # a cluster's executors write under their workers' dirs (.ci/run checks)
+    left = [p.name for p in Path(local).rglob("*") if p.is_file()]
+    assert not [n for n in left if n.startswith("shuffle_")], left

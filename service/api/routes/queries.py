@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from service.api.deps import AnalystPrincipal, QueryServiceDep
 from service.api.errors import (
     BudgetExhausted,
+    EngineUnavailableError,
     Forbidden,
     InvalidQuery,
     PayloadTooLarge,
@@ -92,8 +93,15 @@ def list_metrics(principal: AnalystPrincipal, queries: QueryServiceDep) -> dict[
     "/v1/queries",
     summary="Run a DP query; its budget is charged before the answer leaves",
     openapi_extra=_BODY_DOC,
-    # StoreUnavailableError: also after the charge, which then stands (release_id).
-    responses=raises(*_PREVIEW_ERRORS, BudgetExhausted, ReleaseFailed, StoreUnavailableError),
+    # StoreUnavailableError, EngineUnavailableError: also after the charge, which then
+    # stands (release_id); an engine that cannot run queries refuses before it too.
+    responses=raises(
+        *_PREVIEW_ERRORS,
+        BudgetExhausted,
+        ReleaseFailed,
+        StoreUnavailableError,
+        EngineUnavailableError,
+    ),
 )
 async def post_query(
     request: Request, principal: AnalystPrincipal, queries: QueryServiceDep
