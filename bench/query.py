@@ -302,10 +302,19 @@ def _free_port() -> int:
 def spark_cluster(workers: int) -> Iterator[tuple[str, list[int]]]:
     """A master and ``workers`` workers (1 core, 1 GB each) from pyspark's launcher; yields
     the master URL and the workers' pids once every worker has registered."""
+    import pyspark
+
     launcher = str(Path(sys.executable).parent / "spark-class")
     port, ui = _free_port(), _free_port()
     scratch = tempfile.mkdtemp(prefix="tacit-bench-spark-")
-    env = {**os.environ, "SPARK_WORKER_DIR": scratch, "SPARK_LOCAL_DIRS": scratch}
+    env = {
+        **os.environ,
+        "SPARK_HOME": str(Path(pyspark.__file__).parent),  # spark-class finds its jars there
+        "SPARK_WORKER_DIR": scratch,
+        "SPARK_LOCAL_DIRS": scratch,
+        # No REST submission server: its fixed port (6066) may be another cluster's.
+        "SPARK_MASTER_OPTS": "-Dspark.master.rest.enabled=false",
+    }
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
     deploy = "org.apache.spark.deploy"
     procs = [
@@ -462,10 +471,10 @@ def main() -> None:
         parser.error(f"unknown engines {unknown}: choose from {', '.join(ENGINES)}")
     OUT.mkdir(exist_ok=True)
     report: dict[str, Any] = {"metric": METRIC, "group_by": GROUP_BY, "cells": 210, "runs": {}}
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     for size in (int(float(s)) for s in args.sizes.split(",")):
         report["runs"][size] = _run_size(size, engines, args)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    (OUT / f"query-{stamp}.json").write_text(json.dumps(report, indent=2))
+        (OUT / f"query-{stamp}.json").write_text(json.dumps(report, indent=2))  # per size
     print(f"\nwritten to bench/out/query-{stamp}.json")
 
 
