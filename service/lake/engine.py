@@ -16,12 +16,14 @@ The cut (``Cut``, ``events_sql``, ``aggregate_over_cut``) is shared by every eng
 the lake: Spark (service/lake/spark.py) reads exactly what DuckDB reads.
 
 The hot part is small in steady state (about the seal interval's worth of events); it is
-registered in DuckDB as an Arrow table. DuckDB runs in-process, in memory, one
-connection per query; nothing it reads leaves as anything but one integer row per cell.
+registered in DuckDB as an Arrow table. DuckDB runs in-process, in memory: one database
+per repository, one cursor per query (their threads shared); nothing it reads leaves
+as anything but one integer row per cell.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -148,7 +150,13 @@ class LakeQueries:
     def __init__(self, store: Store, lake: Lake, threads: int | None = None) -> None:
         self._store = store
         self.lake = lake
-        self._threads = threads
+        # One in-memory DuckDB database for every query of this repository, each query on
+        # a cursor of its own (its own ``hot`` and temporary ``events``): the cursors
+        # share the database's one pool of ``threads`` workers (default: one per core),
+        # so concurrent queries queue for the cores instead of each starting a pool as
+        # large as the machine (docs/benchmarks.md, "Concurrent queries").
+        self._db = duckdb.connect(config={"threads": threads} if threads else {})
+        self._cursor_lock = threading.Lock()
 
     def aggregate(self, sql: str) -> list[tuple[int, ...]]:
         return self.aggregate_covered(sql)[0]
@@ -164,7 +172,8 @@ class LakeQueries:
 
     def _run(self, sql: str, cut: Cut) -> list[tuple[Any, ...]]:
         hot = to_arrow(cut.hot_rows)
-        con = duckdb.connect(config={"threads": self._threads} if self._threads else {})
+        with self._cursor_lock:  # a connection object is not thread-safe; a cursor is
+            con = self._db.cursor()
         try:
             con.register("hot", hot)
             files = parquet_sql(cut.snapshot.files) if cut.snapshot.files else None
