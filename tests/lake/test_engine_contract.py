@@ -318,3 +318,50 @@ def test_spark_leaves_no_shuffle_file_after_a_query(
         return  # a cluster's executors write under their workers' dirs (.ci/run checks)
     left = [p.name for p in Path(local).rglob("*") if p.is_file()]
     assert not [n for n in left if n.startswith("shuffle_")], left
+
+
+# Open dimensions: `model` open, so its stored labels (model-x included) are kept as
+# written, counted by the selection's SQL and, once selected, mapped to their cells.
+OPEN_CONTEXT = {
+    "surface": ["chat", "search", "ide", "docs"],
+    "task_type": ["coding", "writing", "qa", "summarization", "analysis"],
+    "cohort": ["control", "treatment"],
+    "model": {"open": {"min_users": 50, "max_values_per_user": 1}},
+}
+OPEN_CASES = [
+    (m.name, group_by)
+    for m in metrics_for(policy("strict", context=OPEN_CONTEXT))
+    if "model" in m.dimensions
+    for group_by in (["model"], ["day", "model"])
+]
+
+
+@pytest.mark.parametrize(("metric", "group_by"), OPEN_CASES, ids=lambda v: str(v))
+def test_an_open_dimension_gives_the_same_selection_counts_and_aggregates_on_both_paths(
+    stores: tuple[Store, Store, Lake], metric: str, group_by: list[str]
+) -> None:
+    reference, store, lake = stores
+    pol = policy("strict", context=OPEN_CONTEXT)
+    body = {
+        "metric": metric,
+        "start": str(TODAY - timedelta(days=2)),
+        "end": str(TODAY),
+        "group_by": group_by,
+        "rho": 0.005,
+    }
+    plan = plan_query(QueryRequest.from_json(body), pol, "analyst", TODAY)
+    rowstore, duckdb = (
+        QueryEngine(reference, pol),
+        QueryEngine(store, pol, LakeQueries(store, lake)),
+    )
+    counts = rowstore.selection_counts(plan)
+    assert counts == duckdb.selection_counts(plan)
+    assert set(counts["model"]) == {"model-a", "model-b", "model-x"}
+    # Each unit counted in at most one value: the counts add up to at most the units.
+    assert sum(counts["model"].values()) <= 60 * 3
+    chosen = {"model": ("model-x", "model-a")}  # as if these two had been selected
+    selected = plan_query(QueryRequest.from_json(body), pol, "analyst", TODAY, chosen)
+    assert dict(selected.dimensions)["model"] == ("model-x", "model-a", "other")
+    expected = rowstore.aggregate(selected)
+    assert dict(duckdb.aggregate(selected).values) == dict(expected.values)
+    assert any(any(v) for v in expected.values.values())
