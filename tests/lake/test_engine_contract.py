@@ -148,6 +148,19 @@ def _policies() -> dict[str, Policy]:
     }
 
 
+def _plan(pol: Policy, metric: str, group_by: list[str], extra: dict[str, Any]) -> Any:
+    """The plan of one contract case: the last three days at epsilon 1."""
+    body = {
+        "metric": metric,
+        "start": str(TODAY - timedelta(days=2)),
+        "end": str(TODAY),
+        "group_by": group_by,
+        "epsilon": 1.0,
+        **extra,
+    }
+    return plan_query(QueryRequest.from_json(body), pol, "analyst", TODAY)
+
+
 def _cases() -> list[tuple[str, list[str], dict[str, Any]]]:
     cases: list[tuple[str, list[str], dict[str, Any]]] = []
     for metric in metrics_for(policy()):
@@ -174,15 +187,7 @@ def test_duckdb_over_the_lake_gives_the_row_stores_aggregates(
 ) -> None:
     reference, store, lake = stores
     pol = _policies()[bounds]
-    body = {
-        "metric": metric,
-        "start": str(TODAY - timedelta(days=2)),
-        "end": str(TODAY),
-        "group_by": group_by,
-        "epsilon": 1.0,
-        **extra,
-    }
-    plan = plan_query(QueryRequest.from_json(body), pol, "analyst", TODAY)
+    plan = _plan(pol, metric, group_by, extra)
     expected = QueryEngine(reference, pol).aggregate(plan)
     got = QueryEngine(store, pol, LakeQueries(store, lake)).aggregate(plan)
     assert dict(got.values) == dict(expected.values)
@@ -277,15 +282,7 @@ def test_spark_over_the_lake_gives_the_row_stores_and_duckdbs_aggregates(
 ) -> None:
     reference, store, lake = stores
     pol = _policies()[bounds]
-    body = {
-        "metric": metric,
-        "start": str(TODAY - timedelta(days=2)),
-        "end": str(TODAY),
-        "group_by": group_by,
-        "epsilon": 1.0,
-        **extra,
-    }
-    plan = plan_query(QueryRequest.from_json(body), pol, "analyst", TODAY)
+    plan = _plan(pol, metric, group_by, extra)
     expected = QueryEngine(reference, pol).aggregate(plan)
     duck = QueryEngine(store, pol, LakeQueries(store, lake)).aggregate(plan)
     got = QueryEngine(store, pol, spark_queries).aggregate(plan)
