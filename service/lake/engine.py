@@ -123,6 +123,12 @@ class Cut:
 Rows = list[tuple[int, ...]]
 
 
+def result_rows(rows: Any) -> list[tuple[Any, ...]]:
+    """An aggregation's rows as plain values: integers, and a selection's labels
+    (service/queries/selection.py) as text."""
+    return [tuple(v if isinstance(v, str) else int(v) for v in row) for row in rows]
+
+
 def aggregate_over_cut(
     store: Store,
     lake: Lake,
@@ -178,8 +184,6 @@ class LakeQueries:
             con.register("hot", hot)
             files = parquet_sql(cut.snapshot.files) if cut.snapshot.files else None
             con.execute(f"CREATE TEMP VIEW events AS {cut.events_sql(files)}")
-            # Integers, and a selection's labels (service/queries/selection.py) as text.
-            rows = con.execute(sql).fetchall()
-            return [tuple(v if isinstance(v, str) else int(v) for v in row) for row in rows]
+            return result_rows(con.execute(sql).fetchall())
         finally:
             con.close()

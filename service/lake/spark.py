@@ -41,7 +41,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from service.lake.engine import Coverage, Cut, aggregate_over_cut
+from service.lake.engine import Coverage, Cut, aggregate_over_cut, result_rows
 from service.lake.table import SCHEMA, Lake, to_arrow
 from service.store.base import EngineUnavailable, Store
 
@@ -274,7 +274,7 @@ class SparkQueries:
             ),
         )
 
-    def _run(self, spark: Any, sql: str, cut: Cut) -> list[tuple[int, ...]]:
+    def _run(self, spark: Any, sql: str, cut: Cut) -> list[tuple[Any, ...]]:
         context = spark.sparkContext
         group = f"tacit-query-{next(_groups)}"  # a counter: nothing of the query in it
         expired = threading.Event()
@@ -311,7 +311,7 @@ class SparkQueries:
             raise
         finally:
             timer.cancel()
-        return [tuple(int(v) for v in row) for row in rows]
+        return result_rows(rows)
 
 
 def _collect(session: Any, sql: str) -> list[Any]:

@@ -39,7 +39,7 @@ CALLERS: dict[str, str] = {
     "analyst": r"^/v1/(queries|queries/preview|metrics|budget|policy)$",
     "compliance": r"^/v1/(audit|policy)$",
     "admin": r"^/v1/(audit|policy|subjects/erase)$",
-    "public": r"^/(healthz|metrics)$",  # no token: these reveal no data
+    "public": r"^/(healthz|readyz|metrics)$",  # no token: these reveal no data
 }
 
 CONFIG = """\

@@ -334,8 +334,11 @@ OPEN_CASES = [
 
 
 @pytest.mark.parametrize(("metric", "group_by"), OPEN_CASES, ids=lambda v: str(v))
-def test_an_open_dimension_gives_the_same_selection_counts_and_aggregates_on_both_paths(
-    stores: tuple[Store, Store, Lake], metric: str, group_by: list[str]
+def test_an_open_dimension_gives_the_same_selection_counts_and_aggregates_on_every_path(
+    stores: tuple[Store, Store, Lake],
+    spark_queries: SparkQueries,
+    metric: str,
+    group_by: list[str],
 ) -> None:
     reference, store, lake = stores
     pol = policy("strict", context=OPEN_CONTEXT)
@@ -347,12 +350,13 @@ def test_an_open_dimension_gives_the_same_selection_counts_and_aggregates_on_bot
         "rho": 0.005,
     }
     plan = plan_query(QueryRequest.from_json(body), pol, "analyst", TODAY)
-    rowstore, duckdb = (
+    rowstore, duckdb, spark = (
         QueryEngine(reference, pol),
         QueryEngine(store, pol, LakeQueries(store, lake)),
+        QueryEngine(store, pol, spark_queries),
     )
     counts = rowstore.selection_counts(plan)
-    assert counts == duckdb.selection_counts(plan)
+    assert counts == duckdb.selection_counts(plan) == spark.selection_counts(plan)
     assert set(counts["model"]) == {"model-a", "model-b", "model-x"}
     # Each unit counted in at most one value: the counts add up to at most the units.
     assert sum(counts["model"].values()) <= 60 * 3
@@ -361,4 +365,5 @@ def test_an_open_dimension_gives_the_same_selection_counts_and_aggregates_on_bot
     assert dict(selected.dimensions)["model"] == ("model-x", "model-a", "other")
     expected = rowstore.aggregate(selected)
     assert dict(duckdb.aggregate(selected).values) == dict(expected.values)
+    assert dict(spark.aggregate(selected).values) == dict(expected.values)
     assert any(any(v) for v in expected.values.values())
