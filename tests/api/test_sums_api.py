@@ -161,4 +161,5 @@ def test_a_preview_prices_a_target_interval_in_the_metrics_unit(api: Api) -> Non
     body = r.json()
     assert body["ci95_halfwidth"]["sum"] <= 30_000
     assert 0 < body["cost"]["value"] < 1.0
+    assert any("each cell's total (chars)" in n for n in body["notes"])
     assert spent(api) == 0
