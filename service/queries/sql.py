@@ -254,6 +254,9 @@ def _measures(plan: QueryPlan) -> tuple[list[_Measure], list[int], list[str]]:
             codes,
             where,
         )
+    if kind == "sum":
+        weight = _weight_sql(parts["sum"].weight)
+        return [_Measure("sum", "1 = 1", f"{weight} * {_value_sql(metric)}")], codes, where
     # median: one measure per bin of the public histogram, read from the binned rows
     # (see aggregate_sql: the bin is computed once per row, in a GROUP BY below).
     return (
@@ -310,8 +313,9 @@ def aggregate_sql(
         bounded = "1 AS v_users"
         names = ["users"]
     else:
-        # A mean's sum and count share the cell's row count: C bounds the rows of a cell.
-        shared = metric.kind == "mean"
+        # A mean's sum and count share the cell's row count: C bounds the rows of a cell
+        # (a sum's rows are all counted: every row has a value).
+        shared = metric.kind in ("mean", "sum")
         bounded = ", ".join(
             scaled_sql(
                 f"CAST(COALESCE(SUM(a_{x}), 0) AS BIGINT)",
