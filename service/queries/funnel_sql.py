@@ -26,16 +26,10 @@ from collections.abc import Mapping
 from privacy.events import EVENT_TYPE_CODES, EventType
 from privacy.policy.funnel import parse_step
 from privacy.query import QueryPlan
-from service.queries.sql import (
-    Dialect,
-    Statement,
-    _lit,
-    _per_cell,
-    _unix_day,
-    _weight_sql,
-    cell_index_sql,
-)
-from service.queries.sql import scaled_sql as _scaled
+from service.queries.dialect import Dialect, Statement
+from service.queries.sql import _lit, _unix_day, _weight_sql, cell_index_sql
+from service.queries.units_sql import per_cell
+from service.queries.units_sql import scaled_sql as _scaled
 
 __all__ = ["funnel_sql"]
 
@@ -112,4 +106,4 @@ def funnel_sql(
         (f"{reached[j]} - {reached[j + 1]}" if j + 1 < len(names) else reached[j]) + f" AS v_{name}"
         for j, name in enumerate(names)
     )
-    return _per_cell(plan, bounded, sessions, names)
+    return per_cell(plan, bounded, sessions, names)

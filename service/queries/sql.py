@@ -16,9 +16,8 @@ The statement has three levels, all in the database:
 Only standard SQL that every engine runs: CASE, integer arithmetic (& and % on BIGINT),
 CAST, ROUND, COUNT/SUM/MAX, ROW_NUMBER, WITH and UNION ALL. Every literal is an integer,
 a float or a policy-declared label (quoted); nothing from the request reaches the SQL
-except through the plan's validated keys. The engines differ in one place, `Dialect`:
-where the events are read from, and how integers divide (SQLite and PostgreSQL truncate
-with `/`; DuckDB's `/` is float division and `//` truncates; Spark SQL's is `DIV`).
+except through the plan's validated keys. The engines differ in one place, `Dialect`
+(service/queries/dialect.py). Levels 2 and 3 are service/queries/units_sql.py.
 """
 
 from __future__ import annotations
@@ -31,6 +30,8 @@ from privacy.bounds import Weight
 from privacy.events import EVENT_TYPE_CODES, OTHER, EventType
 from privacy.metrics import Metric
 from privacy.query import QueryPlan
+from service.queries.dialect import DUCKDB, POSTGRES, SPARK, SQLITE, Dialect, Statement
+from service.queries.units_sql import per_cell, scaled_sql
 
 __all__ = [
     "DUCKDB",
@@ -45,40 +46,6 @@ __all__ = [
 ]
 
 _SECONDS_PER_DAY = 86_400
-_MOD = 2_147_483_647  # 2^31 - 1: products of two residues stay below 2^62
-_MIX = 1_103_515_245
-
-
-@dataclass(frozen=True)
-class Dialect:
-    """What differs between backends in the aggregation SQL."""
-
-    name: str
-    events: str  # the FROM clause that reads the events table
-    div: str = "/"  # the operator of truncating integer division
-
-    def idiv(self, a: str, b: str | int) -> str:
-        """a / b on integers, truncated toward zero (a, b >= 0 here)."""
-        return f"{a} {self.div} {b}"
-
-
-# SQLite has been seen to pick a worse index for this shape of query: name the one that
-# serves "epoch range + event types" explicitly.
-SQLITE = Dialect("sqlite", "events INDEXED BY events_epoch_type")
-POSTGRES = Dialect("postgresql", "events")
-# DuckDB over the lake (service/lake/engine.py): `events` is a view of the snapshot's
-# Parquet files and the hot rows not sealed yet.
-DUCKDB = Dialect("duckdb", "events", div="//")
-# Spark SQL over the same files (service/lake/spark.py): `/` is float division there too.
-SPARK = Dialect("spark", "events", div="DIV")
-
-
-@dataclass(frozen=True)
-class Statement:
-    """One aggregation statement: rows of (cell, *columns), one per non-empty cell."""
-
-    sql: str
-    columns: tuple[str, ...]
 
 
 def _lit(value: str | int | float) -> str:
@@ -326,7 +293,7 @@ def aggregate_sql(
             + f" AS v_{x}"
             for x in names
         )
-    return _per_cell(plan, bounded, rows, names)
+    return per_cell(plan, bounded, rows, names)
 
 
 def _histogram_sql(
@@ -355,49 +322,4 @@ def _histogram_sql(
         + f" AS v_{x}"
         for j, x in enumerate(names)
     )
-    return _per_cell(plan, bounded, binned, names)
-
-
-def _per_cell(plan: QueryPlan, bounded: str, rows: str, names: list[str]) -> Statement:
-    """Levels 2 and 3: per (unit, cell) bounded totals, K cells kept, then sums per cell."""
-    units = (
-        f"SELECT epoch, user_ps, cell, {bounded} FROM ({rows}) AS s GROUP BY epoch, user_ps, cell"
-    )
-    sums = ", ".join(f"CAST(SUM(v_{x}) AS BIGINT)" for x in names)
-    if not plan.truncate_groups:
-        return Statement(f"SELECT cell, {sums} FROM ({units}) AS u GROUP BY cell", tuple(names))
-    # The K cut. Only units with more than K cells lose any, so the keyed ranking (a
-    # window: a sort per unit) runs over those units alone; which units they are is
-    # decided by their count of cells, and which cells they keep by a keyed order of the
-    # pseudonym and the cell index, never by a value.
-    k = plan.groups_per_unit
-    values = ", ".join(f"u.v_{x}" for x in names)
-    x = f"(((u.user_ps & {_MOD}) + CAST(u.cell AS BIGINT) * {_MIX}) % {_MOD})"
-    rank = (
-        f"ROW_NUMBER() OVER (PARTITION BY u.epoch, u.user_ps ORDER BY ({x} * {x}) % {_MOD}, "
-        "u.cell) AS rk"
-    )
-    same = "h.epoch = u.epoch AND h.user_ps = u.user_ps"
-    sql = (
-        f"WITH u AS ({units}), "
-        f"h AS (SELECT epoch, user_ps FROM u GROUP BY epoch, user_ps HAVING COUNT(*) > {k}), "
-        f"kept AS (SELECT u.cell, {values} FROM u WHERE NOT EXISTS (SELECT 1 FROM h WHERE {same}) "
-        f"UNION ALL SELECT cell, {', '.join(f'v_{x}' for x in names)} FROM "
-        f"(SELECT u.cell, {values}, {rank} FROM u JOIN h ON {same}) AS r WHERE rk <= {k}) "
-        f"SELECT cell, {sums} FROM kept GROUP BY cell"
-    )
-    return Statement(sql, tuple(names))
-
-
-def scaled_sql(total: str, n: str, c: int, dialect: Dialect | None = None) -> str:
-    """A unit's total in a cell, as if it had at most C rows: floor(total x C / n) when n > C.
-
-    Written as (total / n) x C + (total % n) x C / n, which is the same floor for the
-    non-negative totals here but never multiplies the unbounded total: total x C could
-    leave BIGINT (PostgreSQL refuses, SQLite turns it into a float) on data alone.
-    """
-    div = (dialect or SQLITE).idiv
-    return (
-        f"(CASE WHEN {n} > {c} THEN ({div(total, n)}) * {c} + {div(f'({total} % {n}) * {c}', n)} "
-        f"ELSE {total} END)"
-    )
+    return per_cell(plan, bounded, binned, names)
