@@ -33,11 +33,15 @@ AT = T0 - timedelta(days=1, hours=2)
 MIN_USERS = 50
 
 
-def open_policy_text() -> str:
-    """The strict policy (zCDP, rho 0.015 per query, 0.2 per analyst), `model` open."""
+def open_policy_text(delta_caps: str = "1e-7, 1e-6") -> str:
+    """The strict policy (zCDP, rho 0.015 per query, 0.2 per analyst), `model` open, with
+    ``delta_caps`` (per analyst, global) as its caps of δ per epoch."""
     text = STRICT.read_text()
     old = "  model: [model-a, model-b]\n"
     assert old in text
+    analyst, everyone = delta_caps.split(", ")
+    caps = f"  delta_per_analyst: {analyst}\n  delta_global: {everyone}\n"
+    text = text.replace("  repeat_window: 24h", caps + "  repeat_window: 24h", 1)
     return text.replace(old, "  model: {open: {min_users: 50, max_values_per_user: 1}}\n")
 
 
