@@ -230,6 +230,8 @@ def render(body: dict[str, Any]) -> str:
     spent = f"{cost.get('unit')} {_number(cost.get('value'))} on each of {epochs} epoch(s)"
     if "epsilon_equivalent" in cost:
         spent += f" (ε {_number(cost['epsilon_equivalent'])} at δ {cost.get('delta'):g})"
+    if "selection_delta" in cost:
+        spent += f", and δ {cost['selection_delta']:g} for the open dimension's selection"
     if preview:
         out.append(
             f"would cost: {spent}; charged nothing"

@@ -285,8 +285,8 @@ class QueryService:
             )
         left = self._remaining(analyst, list(plan.epochs))
         answer = self.responses.release(plan, charge, released.rows, released.notes, left)
-        if plan.open:
-            answer["cost"]["delta"] = plan.delta
+        if plan.open:  # beside "delta", the conversion's δ that "epsilon_equivalent" is at
+            answer["cost"]["selection_delta"] = plan.delta
         if aggregates.coverage is not None:
             answer["coverage"] = dict(aggregates.coverage)
         return answer

@@ -109,7 +109,8 @@ def test_a_model_used_by_enough_people_appears_and_one_used_by_one_person_does_n
     assert any("open dimension" in n and "partition selection" in n for n in body["notes"])
     # The charge: the query's rho and the selection's (0.01), and the selection's delta.
     assert body["cost"]["value"] == pytest.approx(0.015)
-    assert body["cost"]["delta"] == pytest.approx(1e-9)
+    assert body["cost"]["selection_delta"] == pytest.approx(1e-9)
+    assert body["cost"]["delta"] == 1e-8  # the δ its epsilon_equivalent is stated at
     spent = client.get("/v1/budget", headers={"Authorization": tokens["alice"]}).json()
     assert spent["remaining"][DAY] == pytest.approx(0.2 - 0.015)
     (detail,) = [
