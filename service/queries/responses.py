@@ -39,7 +39,7 @@ class Responses:
         plan: QueryPlan,
         widths: Mapping[str, float],
         notes: Sequence[str],
-        short: Sequence[EpochShortfall],
+        short: Sequence[EpochShortfall | DeltaShortfall],
         repeat_of: str | None,
         left: tuple[Remaining, Remaining],
     ) -> dict[str, Any]:
@@ -52,7 +52,7 @@ class Responses:
             "ci95_halfwidth": dict(widths),
             "cost": self.cost(budget.from_nanos(int(plan.cost.nanos)), epochs),
             "affordable": not short,
-            "short_epochs": [budget.epoch_label(self.policy, s.epoch) for s in short],
+            "short_epochs": sorted({budget.epoch_label(self.policy, s.epoch) for s in short}),
             "repeat_of": repeat_of,
             "budget": self._budget(*left),
             "guarantee": self._guarantee(analyst, int(plan.cost.nanos), epochs),

@@ -175,6 +175,9 @@ class QueryService:
         # What the charge would find now (a concurrent query may still change it).
         would = self._charge(analyst, plan, now, "preview")
         short = would.shortfalls(ledger.spent(analyst, epochs), ledger.global_spent(epochs))
+        delta_short = would.delta_shortfalls(
+            ledger.delta_spent(analyst, epochs), ledger.global_delta_spent(epochs)
+        )
         since = now - self.policy.privacy.repeat_window
         earlier = ledger.find_repeat(analyst, would.request_hash, since)
         return self.responses.preview(
@@ -182,7 +185,7 @@ class QueryService:
             plan,
             widths,
             shown.get("notes", []),
-            short,
+            [*short, *delta_short],
             None if earlier is None else earlier.release_id,
             self._remaining(analyst, epochs),
         )

@@ -9,7 +9,9 @@ charges nothing, neither rho nor δ.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -44,7 +46,9 @@ def app(
 ) -> Iterator[tuple[TestClient, dict[str, str], Any]]:
     policy = tmp_path / "open.yaml"
     policy.write_text(policy_text())
-    extra = {} if database_url is None else {"database_url": database_url}
+    extra: dict[str, Any] = {} if database_url is None else {"database_url": database_url}
+    # Concurrent requests must all reach the ledger, not be shed by the backpressure.
+    extra["max_wait_s"] = 120.0
     settings = make_settings(tmp_path / "data", master_key_b64, policy=policy, **extra)
     application = create_app(settings, clock=clock)
     store = application.state.tacit.store
@@ -118,6 +122,13 @@ def test_a_query_whose_delta_is_more_than_is_left_is_refused_and_charges_nothing
     for rho in (0.005, 0.004):  # two different questions: two selections, 2e-9 of δ
         assert ask(client, tokens["alice"], rho).status_code == 200
     before = budget(client, tokens["alice"])
+    body = {"metric": "active_users", "start": DAY, "end": DAY, "group_by": ["model"]}
+    preview = client.post(
+        "/v1/queries/preview",
+        json={**body, "rho": 0.003},
+        headers={"Authorization": tokens["alice"]},
+    ).json()
+    assert (preview["affordable"], preview["short_epochs"]) == (False, [DAY])
     audit_before = store_rows(store, "SELECT count(*) FROM audit_log")
     r = ask(client, tokens["alice"], 0.003)
     assert r.status_code == 403, r.text
@@ -137,3 +148,20 @@ def test_a_query_whose_delta_is_more_than_is_left_is_refused_and_charges_nothing
     assert store_rows(store, "SELECT count(*) FROM audit_log") == audit_before
     # Another analyst has a δ budget of their own.
     assert ask(client, tokens["bob"], 0.003).status_code == 200
+
+
+def test_concurrent_queries_never_pass_the_delta_cap(
+    app: tuple[TestClient, dict[str, str], Any],
+) -> None:
+    client, tokens, store = app
+
+    def one(i: int) -> tuple[int, str]:
+        r = ask(client, tokens["alice"], round(0.001 + i * 0.0001, 4))  # all different
+        return r.status_code, "ok" if r.status_code == 200 else r.json()["error"]["unit"]
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(one, range(20)))
+    # The cap of 2e-9 holds two selections of 1e-9: two answers, eighteen refusals.
+    assert outcomes.count((200, "ok")) == 2, Counter(outcomes)
+    assert outcomes.count((403, "delta")) == 18, Counter(outcomes)
+    assert store_rows(store, "SELECT sum(delta_units) FROM budget_spend") == [(2 * 10**9,)]
