@@ -118,3 +118,13 @@ def guarantee_sentence(policy: Policy, analyst: str, cost: float, days: Iterable
         f"{unit}s events are kept is at most {g.periods_kept}{scaling} \N{MULTIPLICATION SIGN} "
         f"that for one person: {_unit_text(policy, g.over_retention)}."
     )
+
+
+def selection_sentence(policy: Policy, delta: float) -> str:
+    """What a release's partition selection adds to its guarantee sentence, in plain words."""
+    unit = _epoch_words(policy)
+    return (
+        f" Its partition selection adds δ = {delta:g} on each {unit}; all selections for all "
+        f"analysts together can never add more than δ = {policy.privacy.delta_global:g} per "
+        f"{unit} (yours: {policy.privacy.delta_per_analyst:g})."
+    )

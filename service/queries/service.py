@@ -290,6 +290,7 @@ class QueryService:
         answer = self.responses.release(plan, charge, released.rows, released.notes, left)
         if plan.open:  # beside "delta", the conversion's δ that "epsilon_equivalent" is at
             answer["cost"]["selection_delta"] = plan.delta
+            answer["guarantee"] += budget.selection_sentence(self.policy, plan.delta)
         if aggregates.coverage is not None:
             answer["coverage"] = dict(aggregates.coverage)
         return answer

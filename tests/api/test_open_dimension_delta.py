@@ -93,6 +93,10 @@ def test_the_budget_shows_delta_spent_and_left_per_epoch_beside_rho(
     assert before["spent"][DAY] == 0 and before["remaining"][DAY] == 2e-9
     r = ask(client, tokens["alice"], 0.005)
     assert r.status_code == 200, r.text
+    assert r.json()["guarantee"].endswith(
+        "Its partition selection adds δ = 1e-09 on each day; all selections for all analysts "
+        "together can never add more than δ = 1e-06 per day (yours: 2e-09)."
+    )
     after = budget(client, tokens["alice"])
     assert after["remaining"][DAY] == pytest.approx(0.2 - 0.015)
     assert after["delta"]["spent"][DAY] == 1e-9
