@@ -216,5 +216,10 @@ def parts_for(
             part("sum", metric.event_types, value.high, value.factor),
             part("count", metric.event_types),
         )
+    if kind == "sum":
+        # The total alone: K x C x (largest weight) x (largest |value|), like a mean's sum.
+        return (
+            part("sum", metric.event_types, max(abs(value.low), abs(value.high)), value.factor),
+        )
     histogram = part("histogram", metric.event_types)
     return (replace(histogram, length=n_cells * value.bins),)

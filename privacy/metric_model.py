@@ -11,9 +11,9 @@ from typing import Literal
 
 from privacy.events import EventType
 
-__all__ = ["Kind", "Metric", "Scale", "mean_and_median", "tail_quantiles"]
+__all__ = ["Kind", "Metric", "Scale", "bounded_total", "mean_and_median", "tail_quantiles"]
 
-Kind = Literal["count", "rate", "mean", "median", "distinct", "funnel"]
+Kind = Literal["count", "rate", "mean", "median", "sum", "distinct", "funnel"]
 
 
 @dataclass(frozen=True)
@@ -50,11 +50,12 @@ class Metric:
     denominator: str | None
     dimensions: tuple[str, ...]  # allowed group-bys besides "day"
     unit: str
-    # The family groups the mean and median of one signal (e.g. dwell_time and
-    # dwell_time_median); policy lists (cohort_level_only, analyst_metrics) may name either.
+    # The family groups the mean, median and total of one signal (e.g. dwell_time,
+    # dwell_time_median, dwell_time_total); policy lists (cohort_level_only,
+    # analyst_metrics) may name any of them, or the family.
     family: str = ""
     event_types: tuple[EventType, ...] = ()  # the stored event types it reads
-    value: Scale | None = None  # means and medians: the bounded per-event value
+    value: Scale | None = None  # means, medians and sums: the bounded per-event value
     needs: tuple[str, ...] = ()  # identifier fields the policy must keep (pseudonymize)
     quantile: float = 0.5  # kind "median": which quantile of the histogram is read
 
@@ -123,3 +124,36 @@ def tail_quantiles(median: Metric, quantiles: tuple[int, ...] = (90, 99)) -> tup
             )
         )
     return tuple(out)
+
+
+def bounded_total(mean: Metric, what: str, reading: str) -> Metric:
+    """The total of a mean's bounded per-event value per cell: same value, same family.
+
+    Sampled events count 1 / their inclusion probability, as in counts, so the total
+    estimates what happened. Values must not be negative (`low >= 0`): the bounding SQL
+    scales a person's total down by C / n with non-negative integer division, and totals
+    that add up project their parts onto non-negative numbers.
+    """
+    scale = mean.value
+    if mean.kind != "mean" or scale is None:
+        raise ValueError(f"{mean.name} is a {mean.kind}: a total is made from a mean")
+    if scale.low < 0:
+        raise ValueError(f"{mean.name} can be negative (low {scale.low}): no total of it")
+    low, high = scale.low / scale.factor, scale.high / scale.factor
+    bounds = f"each value clamped to [{low:g}, {high:g}] {mean.unit}"
+    (event_type,) = mean.event_types
+    return replace(
+        mean,
+        name=f"{mean.family}_total",
+        title=mean.title.replace("(mean)", "(total)"),
+        description=(
+            f"Total {what} per cell ({bounds}; a sampled event counts 1 / its inclusion "
+            f"probability). {reading}"
+        ),
+        kind="sum",
+        numerator=(
+            f"sum of {what} over {event_type.value} events ({bounds}, each weighted by "
+            "1 / inclusion probability)"
+        ),
+        denominator=None,
+    )

@@ -20,7 +20,14 @@ from types import MappingProxyType
 from privacy.chat_metrics import CHAT_METRICS
 from privacy.events import CONTEXT_DIMENSIONS, EventType
 from privacy.funnel import FUNNEL_METRICS
-from privacy.metric_model import Kind, Metric, Scale, mean_and_median, tail_quantiles
+from privacy.metric_model import (
+    Kind,
+    Metric,
+    Scale,
+    bounded_total,
+    mean_and_median,
+    tail_quantiles,
+)
 
 __all__ = [
     "DIMENSIONS",
@@ -261,5 +268,24 @@ _TAILS = tuple(
     for q in tail_quantiles(m)
 )
 
-METRICS: Mapping[str, Metric] = MappingProxyType({m.name: m for m in (*_ALL, *_TAILS)})
+# Totals where the amount itself is the question: attention spent, text reused.
+_MEANS = {m.name: m for m in _ALL if m.kind == "mean"}
+_TOTALS = (
+    bounded_total(
+        _MEANS["dwell_time"],
+        "dwell time in milliseconds",
+        "How long responses were looked at, in all. It grows with traffic as much as with "
+        "attention: read it beside event_count and the mean dwell_time. A weak signal: "
+        "read it at cohort level.",
+    ),
+    bounded_total(
+        _MEANS["copy_span_length"],
+        "copied span length in characters",
+        "How much response text was copied, in all. It grows with the number of copies as "
+        "much as with their length: read it beside the mean copy_span_length and "
+        "long_copy_rate.",
+    ),
+)
+
+METRICS: Mapping[str, Metric] = MappingProxyType({m.name: m for m in (*_ALL, *_TAILS, *_TOTALS)})
 """Every metric of the catalogue by name, before any policy restriction."""

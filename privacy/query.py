@@ -320,9 +320,9 @@ def _cost(
     cap = Cost.of(accounting, privacy.max_per_query)
     if request.target_ci95 is not None:
         # Accuracy first: the smallest budget whose plan gives the counted vector (the
-        # denominator of a rate, the count of a mean, the histogram of a median) a 95 %
-        # half-width of at most the target, in natural units.
-        target = next(p for p in parts if p.name not in ("numerator", "sum"))
+        # denominator of a rate, the count of a mean, the histogram of a median; a sum's
+        # only vector) a 95 % half-width of at most the target, in natural units.
+        target = next((p for p in parts if p.name not in ("numerator", "sum")), parts[0])
         others = [c for c in components if c.name != target.name]
         try:
             cost = budget_for_halfwidth(

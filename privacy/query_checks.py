@@ -23,6 +23,13 @@ def check_compare(
     if request.compare is None:
         return
     dim, baseline = request.compare
+    if metric.kind == "sum":
+        # A difference of two totals mostly measures how many events each key had (the
+        # traffic split), not how people behaved: the per-event mean is the comparison.
+        raise QueryError(
+            f'"compare" works on rates and means; {metric.name} is a total, which grows with '
+            f"each key's traffic: compare the mean {metric.family} instead"
+        )
     if metric.kind not in ("rate", "mean"):
         raise QueryError(f'"compare" works on rates and means; {metric.name} is a {metric.kind}')
     keys: tuple[str | int, ...] = tuple(d.isoformat() for d in days) if dim == DAY else ()
@@ -41,7 +48,8 @@ def check_compare(
 def check_totals(
     request: QueryRequest, metric: Metric, dims: tuple[tuple[str, tuple[str | int, ...]], ...]
 ) -> None:
-    """Totals add up the breakdown of additive counts: a dimension to add over is needed."""
+    """Totals add up the breakdown of additive counts and sums: a dimension to add over is
+    needed."""
     if not request.totals:
         return
     if metric.kind == "distinct":
@@ -49,9 +57,9 @@ def check_totals(
             f'"totals": {metric.name} of each value do not add up to the day\'s (a person '
             "active under two values counts under each): ask without the breakdown"
         )
-    if metric.kind not in ("count", "rate", "funnel"):
+    if metric.kind not in ("count", "rate", "sum", "funnel"):
         raise QueryError(
-            f'"totals" works on counts, rates and funnels; {metric.name} is a {metric.kind}: '
+            f'"totals" works on counts, rates, sums and funnels; {metric.name} is a {metric.kind}: '
             "ask without the breakdown for its total"
         )
     if not dims:

@@ -181,6 +181,11 @@ def _preview_note(plan: QueryPlan) -> str:
             f"ci95_halfwidth is for each cell's sum ({plan.metric.unit} x events) and count "
             "(events): a mean m over n events is within about ±(sum + m x count half-width) / n."
         )
+    if kind == "sum":
+        return (
+            f"ci95_halfwidth is the expected 95 % half-width of each cell's total "
+            f"({plan.metric.unit})."
+        )
     if kind == "funnel":
         return (
             "ci95_halfwidth is for each of a cell's session counts by steps reached "

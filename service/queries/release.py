@@ -5,8 +5,9 @@ Nothing here sees the true aggregates: it reads only the noisy integer vectors t
 released number carries an interval meant to hold the noiseless bounded aggregate with
 95 % probability; how each is derived is written next to it and in docs/guarantees.md.
 
-- Counts: the noisy count ± OpenDP's 95 % accuracy of the discrete noise; negative
-  counts are shown as 0 (the interval is clipped to 0 too, which never loses coverage).
+- Counts and sums: the noisy count (or total of clamped, non-negative values) ± OpenDP's
+  95 % accuracy of the discrete noise, in the metric's unit; negative ones are shown as 0
+  (the interval is clipped to 0 too, which never loses coverage).
 - Rates and means (ratio r = A / D of two noisy sums): every r whose observed a - r·d is
   a plausible draw of the discrete noise X - r·Y, by privacy/intervals.py (exact for the
   discrete law at small scales, a proven upper bound of its tail above). Rates are
@@ -123,7 +124,7 @@ def release_rows(
     if metric.kind == "funnel":
         rows = funnel_rows(plan, noisy["levels"])
         return _with_totals(plan, noisy, rows, notes_for(plan) + funnel_notes(plan))
-    if metric.kind in ("count", "distinct"):
+    if metric.kind in ("count", "distinct", "sum"):
         (name,) = parts
         vector = noisy[name]
         values = [_count_row(vector.values[i], vector, parts[name]) for i in range(n)]
@@ -215,6 +216,11 @@ def notes_for(plan: QueryPlan) -> list[str]:
     ]
     if metric.kind in ("count", "distinct"):
         notes.append("Negative noisy counts are shown as 0.")
+    if metric.kind == "sum":
+        notes.append(
+            f"Totals are in {metric.unit}; a negative noisy total is shown as 0 (no value is "
+            "below 0), and so is the low end of its interval."
+        )
     if metric.name == "click_through_rate_debiased":
         notes.append(
             "Clicks are weighted by 1 / the policy's examination propensity of their "
@@ -226,12 +232,17 @@ def notes_for(plan: QueryPlan) -> list[str]:
             f"Rates are clipped to [{low:g}, {high:g}]; a cell whose noisy denominator is "
             f"not positive has no value (null) and the interval [{low:g}, {high:g}]."
         )
-    if metric.kind in ("mean", "median") and metric.value is not None:
+    if metric.kind in ("mean", "median", "sum") and metric.value is not None:
         v = metric.value
+        empty = (
+            ""
+            if metric.kind == "sum"
+            else "; a cell with no events left after noise has no value (null) and the "
+            "whole range as its interval"
+        )
         notes.append(
             f"Values were clamped to [{v.low / v.factor:g}, {v.high / v.factor:g}] "
-            f"{metric.unit} before aggregation; a cell with no events left after noise has no "
-            "value (null) and the whole range as its interval."
+            f"{metric.unit} before aggregation{empty}."
         )
     if metric.kind == "median":
         notes.append(

@@ -9,16 +9,16 @@ The statement has three levels, all in the database:
 2. *units*: one row per (epoch, user pseudonym, cell) — the privacy unit's contribution
    to one cell — with rows beyond C scaled down (totals x C / n, rounded down, computed
    so that it cannot overflow) and, when the query's cells leave a unit more than K of
-   them, a ROW_NUMBER over a keyed hash of (pseudonym, cell) that keeps K cells chosen
-   without looking at any value;
+   them, for the units that do reach more than K cells, a ROW_NUMBER over a keyed hash
+   of (pseudonym, cell) that keeps K cells chosen without looking at any value;
 3. *cells*: the sums per cell, one small row per non-empty cell.
 
 Only standard SQL that every engine runs: CASE, integer arithmetic (& and % on BIGINT),
-CAST, ROUND, COUNT/SUM/MAX and ROW_NUMBER. Every literal is an integer, a float or a
-policy-declared label (quoted); nothing from the request reaches the SQL except through
-the plan's validated keys. The engines differ in one place, `Dialect`: where the events
-are read from, and how integers divide (SQLite and PostgreSQL truncate with `/`; DuckDB's
-`/` is float division and `//` truncates; Spark SQL's is `DIV`).
+CAST, ROUND, COUNT/SUM/MAX, ROW_NUMBER, WITH and UNION ALL. Every literal is an integer,
+a float or a policy-declared label (quoted); nothing from the request reaches the SQL
+except through the plan's validated keys. The engines differ in one place, `Dialect`:
+where the events are read from, and how integers divide (SQLite and PostgreSQL truncate
+with `/`; DuckDB's `/` is float division and `//` truncates; Spark SQL's is `DIV`).
 """
 
 from __future__ import annotations
@@ -254,6 +254,9 @@ def _measures(plan: QueryPlan) -> tuple[list[_Measure], list[int], list[str]]:
             codes,
             where,
         )
+    if kind == "sum":
+        weight = _weight_sql(parts["sum"].weight)
+        return [_Measure("sum", "1 = 1", f"{weight} * {_value_sql(metric)}")], codes, where
     # median: one measure per bin of the public histogram, read from the binned rows
     # (see aggregate_sql: the bin is computed once per row, in a GROUP BY below).
     return (
@@ -310,8 +313,9 @@ def aggregate_sql(
         bounded = "1 AS v_users"
         names = ["users"]
     else:
-        # A mean's sum and count share the cell's row count: C bounds the rows of a cell.
-        shared = metric.kind == "mean"
+        # A mean's sum and count share the cell's row count: C bounds the rows of a cell
+        # (a sum's rows are all counted: every row has a value).
+        shared = metric.kind in ("mean", "sum")
         bounded = ", ".join(
             scaled_sql(
                 f"CAST(COALESCE(SUM(a_{x}), 0) AS BIGINT)",
@@ -356,19 +360,32 @@ def _histogram_sql(
 
 def _per_cell(plan: QueryPlan, bounded: str, rows: str, names: list[str]) -> Statement:
     """Levels 2 and 3: per (unit, cell) bounded totals, K cells kept, then sums per cell."""
-    rank = keep = ""
-    if plan.truncate_groups:
-        # A keyed order of the unit's cells, from the pseudonym and the cell index only.
-        x = f"(((user_ps & {_MOD}) + CAST(cell AS BIGINT) * {_MIX}) % {_MOD})"
-        rank = (
-            f", ROW_NUMBER() OVER (PARTITION BY epoch, user_ps ORDER BY ({x} * {x}) % {_MOD}, "
-            "cell) AS rk"
-        )
-        keep = f" WHERE rk <= {plan.groups_per_unit}"
-    units = f"SELECT cell, {bounded}{rank} FROM ({rows}) AS s GROUP BY epoch, user_ps, cell"
-    # Level 3: one row per non-empty cell.
+    units = (
+        f"SELECT epoch, user_ps, cell, {bounded} FROM ({rows}) AS s GROUP BY epoch, user_ps, cell"
+    )
     sums = ", ".join(f"CAST(SUM(v_{x}) AS BIGINT)" for x in names)
-    sql = f"SELECT cell, {sums} FROM ({units}) AS u{keep} GROUP BY cell"
+    if not plan.truncate_groups:
+        return Statement(f"SELECT cell, {sums} FROM ({units}) AS u GROUP BY cell", tuple(names))
+    # The K cut. Only units with more than K cells lose any, so the keyed ranking (a
+    # window: a sort per unit) runs over those units alone; which units they are is
+    # decided by their count of cells, and which cells they keep by a keyed order of the
+    # pseudonym and the cell index, never by a value.
+    k = plan.groups_per_unit
+    values = ", ".join(f"u.v_{x}" for x in names)
+    x = f"(((u.user_ps & {_MOD}) + CAST(u.cell AS BIGINT) * {_MIX}) % {_MOD})"
+    rank = (
+        f"ROW_NUMBER() OVER (PARTITION BY u.epoch, u.user_ps ORDER BY ({x} * {x}) % {_MOD}, "
+        "u.cell) AS rk"
+    )
+    same = "h.epoch = u.epoch AND h.user_ps = u.user_ps"
+    sql = (
+        f"WITH u AS ({units}), "
+        f"h AS (SELECT epoch, user_ps FROM u GROUP BY epoch, user_ps HAVING COUNT(*) > {k}), "
+        f"kept AS (SELECT u.cell, {values} FROM u WHERE NOT EXISTS (SELECT 1 FROM h WHERE {same}) "
+        f"UNION ALL SELECT cell, {', '.join(f'v_{x}' for x in names)} FROM "
+        f"(SELECT u.cell, {values}, {rank} FROM u JOIN h ON {same}) AS r WHERE rk <= {k}) "
+        f"SELECT cell, {sums} FROM kept GROUP BY cell"
+    )
     return Statement(sql, tuple(names))
 
 

@@ -4,7 +4,8 @@ Post-processing of the noisy vectors the release already drew, nothing more read
 charged: the cells of each day (of the whole range when not grouped by day) are the
 parts of one total. Per vector and day, the parts are made whole numbers of the
 metric's unit and projected onto the closest non-negative ones with the same sum
-(privacy/consistency.py); the total is their sum, exactly. Counts add their values;
+(privacy/consistency.py); the total is their sum, exactly. Counts and sums (of clamped
+values that are never negative, so the projection applies) add their values;
 rates their numerators and denominators (the rows gain both); funnels each of their
 bins, so the total's sessions and each step's sessions are the sums of the parts'.
 
@@ -59,7 +60,7 @@ def add_totals(
     for day, idx in _groups(plan).items():
         keys: dict[str, Any] = {} if day is None else {"day": day}
         k = len(idx)
-        if kind == "count":
+        if kind in ("count", "sum"):
             (name,) = parts
             raw, whole = _whole(noisy[name], parts[name], idx)
             for i, value in zip(idx, whole, strict=True):
@@ -154,6 +155,7 @@ def totals_notes(plan: QueryPlan) -> list[str]:
     per = "each day" if plan.days else "the range"
     added = {
         "count": "values",
+        "sum": "values",
         "rate": "numerators and denominators (each row shows them)",
         "funnel": "sessions, at every step",
     }[plan.metric.kind]

@@ -370,3 +370,7 @@ def test_an_analyst_asks_for_totals_and_the_total_row_is_the_sum_of_the_rows(
     # Medians cannot be totalled: the control hides.
     Select(browser.find_element(By.ID, "metric")).select_by_value("dwell_time_median")
     assert not browser.find_element(By.ID, "totals-field").is_displayed()
+    # Sums can; they cannot be compared (a total grows with each key's traffic).
+    Select(browser.find_element(By.ID, "metric")).select_by_value("copy_span_length_total")
+    assert browser.find_element(By.ID, "totals-field").is_displayed()
+    assert not browser.find_element(By.ID, "compare-field").is_displayed()

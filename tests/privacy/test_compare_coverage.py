@@ -11,12 +11,10 @@ lies more than 5 standard errors inside [0.93, 0.97].
 
 from __future__ import annotations
 
-import bisect
-import math
 import random
-from collections.abc import Callable
 
 import pytest
+from noise_laws import sampler
 
 from privacy.intervals import (
     Noise,
@@ -27,25 +25,6 @@ from privacy.intervals import (
 )
 
 RELEASES = 4_000
-
-
-def sampler(noise: Noise, rng: random.Random) -> Callable[[], int]:
-    """Exact draws of the discrete noise, from a seeded generator."""
-    if noise.laplace:
-        log_q = -1 / noise.scale
-
-        def geometric() -> int:
-            return math.floor(math.log(1 - rng.random()) / log_q)
-
-        return lambda: geometric() - geometric()
-    sigma = noise.scale
-    reach = int(14 * sigma) + 10
-    weights = [math.exp(-(k * k) / (2 * sigma * sigma)) for k in range(-reach, reach + 1)]
-    total, running, cdf = math.fsum(weights), 0.0, []
-    for w in weights:
-        running += w
-        cdf.append(running / total)
-    return lambda: min(bisect.bisect_left(cdf, rng.random()), len(cdf) - 1) - reach
 
 
 # (accounting, numerator scale, denominator scale): a rate at epsilon 1 with K = C = 1

@@ -15,14 +15,13 @@ the test accepts. The end-to-end release of a debiased click rate above 1 is che
 
 from __future__ import annotations
 
-import bisect
-import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
+from noise_laws import floor_coverage, sampler
 from queries_data import TODAY, policy
 
 from privacy.intervals import ALPHA, Noise, p_value, ratio_interval
@@ -31,29 +30,6 @@ from privacy.query import QueryRequest, plan_query
 from service.queries.release import release_rows
 
 DRAWS = 20_000
-
-
-def floor_coverage(draws: int) -> float:
-    return 0.95 - 3 * math.sqrt(0.95 * 0.05 / draws)
-
-
-def sampler(noise: Noise, rng: random.Random) -> Callable[[], int]:
-    """Exact draws of the discrete noise, from a seeded generator."""
-    if noise.laplace:
-        log_q = -1 / noise.scale
-
-        def geometric() -> int:
-            return math.floor(math.log(1 - rng.random()) / log_q)
-
-        return lambda: geometric() - geometric()
-    sigma = noise.scale
-    reach = int(14 * sigma) + 10
-    weights = [math.exp(-(k * k) / (2 * sigma * sigma)) for k in range(-reach, reach + 1)]
-    total, running, cdf = math.fsum(weights), 0.0, []
-    for w in weights:
-        running += w
-        cdf.append(running / total)
-    return lambda: min(bisect.bisect_left(cdf, rng.random()), len(cdf) - 1) - reach
 
 
 @dataclass(frozen=True)

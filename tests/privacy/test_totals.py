@@ -56,7 +56,9 @@ def split(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[s
     return [r for r in rows if not r.get("total")], [r for r in rows if r.get("total")]
 
 
-@pytest.mark.parametrize("metric", ["event_count", "task_completion_rate", "session_funnel"])
+@pytest.mark.parametrize(
+    "metric", ["event_count", "copy_span_length_total", "task_completion_rate", "session_funnel"]
+)
 def test_every_days_total_is_exactly_the_sum_of_its_released_parts(
     engine: QueryEngine, metric: str
 ) -> None:
@@ -68,7 +70,7 @@ def test_every_days_total_is_exactly_the_sum_of_its_released_parts(
         for total in totals:
             parts = [r for r in rows if r["day"] == total["day"]]
             assert len(parts) == 5  # chat, search, ide, docs, other
-            if metric == "event_count":
+            if metric in ("event_count", "copy_span_length_total"):
                 assert all(isinstance(r["value"], int) and r["value"] >= 0 for r in parts)
                 assert total["value"] == sum(r["value"] for r in parts)
             elif metric == "task_completion_rate":
@@ -88,7 +90,12 @@ def test_every_days_total_is_exactly_the_sum_of_its_released_parts(
 
 
 def test_totals_cost_nothing_more_than_the_breakdown() -> None:
-    for metric in ("event_count", "task_completion_rate", "session_funnel"):
+    for metric in (
+        "event_count",
+        "copy_span_length_total",
+        "task_completion_rate",
+        "session_funnel",
+    ):
         with_totals, without = plan(metric), plan(metric, totals=False)
         assert with_totals.cost == without.cost
         assert with_totals.components == without.components
@@ -107,7 +114,7 @@ def test_a_total_without_the_day_adds_up_the_whole_range(engine: QueryEngine) ->
         (
             "dwell_time_median",
             {"group_by": ["day", "cohort"]},
-            "works on counts, rates and funnels",
+            "works on counts, rates, sums and funnels",
         ),
         ("event_count", {"group_by": ["day"]}, "group by a dimension besides"),
         (

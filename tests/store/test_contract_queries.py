@@ -1,8 +1,8 @@
 """Contract: the query repository runs the engine's aggregation SQL alike on every backend.
 
 The same stored events must give the same bounded aggregates on SQLite and PostgreSQL,
-for every kind of metric (counts, distinct users, rates, IPW, means, histograms, sessions)
-and for both paths of the K-cells rule (no cut needed, and the ROW_NUMBER cut).
+for every kind of metric (counts, distinct users, rates, IPW, means, sums, histograms,
+sessions) and for both paths of the K-cells rule (no cut needed, and the ROW_NUMBER cut).
 """
 
 from __future__ import annotations
@@ -80,6 +80,8 @@ CASES: list[tuple[str, list[str], dict[str, Any]]] = [
     ("copy_span_length", ["surface"], {}),
     ("edit_ratio_median", ["task_type"], {}),
     ("dwell_time", ["cohort"], {}),
+    ("dwell_time_total", ["day", "cohort"], {}),
+    ("copy_span_length_total", ["surface"], {"filters": {"surface": ["chat", "other"]}}),
     ("abandonment_rate", ["day"], {}),
 ]
 

@@ -41,13 +41,18 @@ def test_a_listed_analyst_may_use_only_the_metrics_named() -> None:
     }
 
 
-def test_naming_a_family_grants_its_mean_its_median_and_its_percentiles() -> None:
+def test_naming_a_family_grants_its_mean_median_percentiles_and_total() -> None:
     assert granted_to_bob(granting("dwell_time")) == {
         "dwell_time",
         "dwell_time_median",
         "dwell_time_p90",
         "dwell_time_p99",
+        "dwell_time_total",
     }
+
+
+def test_naming_a_total_grants_the_total_but_not_the_mean() -> None:
+    assert granted_to_bob(granting("copy_span_length_total")) == {"copy_span_length_total"}
 
 
 def test_naming_a_median_grants_the_median_but_not_the_mean() -> None:

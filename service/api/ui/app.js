@@ -251,7 +251,7 @@
     }
     renderFilters(m);
     renderCompare(m);
-    $("totals-field").hidden = !["count", "rate", "funnel"].includes(m.kind);
+    $("totals-field").hidden = !["count", "rate", "sum", "funnel"].includes(m.kind);
   }
 
   // Rates and means can compare each key of a dimension with a baseline key.
