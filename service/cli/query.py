@@ -253,6 +253,14 @@ def render(body: dict[str, Any]) -> str:
             ["epoch", "yours", "all analysts"],
             [[day, _number(v), _number(globally.get(day))] for day, v in remaining.items()],
         )
+    delta_left = body.get("budget", {}).get("delta_remaining", {})
+    delta_all = body.get("budget", {}).get("delta_global_remaining", {})
+    if delta_left:
+        out.append("remaining delta (open dimensions' selections):")
+        out += _table(
+            ["epoch", "yours", "all analysts"],
+            [[day, f"{v:g}", f"{delta_all.get(day, 0):g}"] for day, v in delta_left.items()],
+        )
     out += _comparison_lines(body)
     out += _totals_lines(body)
     out += [f"note: {n}" for n in body.get("notes", [])]

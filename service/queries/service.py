@@ -291,6 +291,13 @@ class QueryService:
         if plan.open:  # beside "delta", the conversion's δ that "epsilon_equivalent" is at
             answer["cost"]["selection_delta"] = plan.delta
             answer["guarantee"] += budget.selection_sentence(self.policy, plan.delta)
+            epochs = list(plan.epochs)
+            delta = budget.delta_budget(
+                self.policy, ledger.delta_spent(analyst, epochs), ledger.global_delta_spent(epochs)
+            )
+            if delta is not None:
+                answer["budget"]["delta_remaining"] = delta["remaining"]
+                answer["budget"]["delta_global_remaining"] = delta["global_remaining"]
         if aggregates.coverage is not None:
             answer["coverage"] = dict(aggregates.coverage)
         return answer

@@ -23,6 +23,7 @@ from fastapi.testclient import TestClient
 from pg import store_rows
 
 from service.api.app import create_app
+from service.cli.query import render
 from service.ops.tokens import create_token
 from service.settings import DEFAULT_POLICY
 from service.store.base import Role
@@ -97,6 +98,10 @@ def test_the_budget_shows_delta_spent_and_left_per_epoch_beside_rho(
         "Its partition selection adds δ = 1e-09 on each day; all selections for all analysts "
         "together can never add more than δ = 1e-06 per day (yours: 2e-09)."
     )
+    assert r.json()["budget"]["delta_remaining"] == {DAY: 1e-9}
+    assert r.json()["budget"]["delta_global_remaining"][DAY] == pytest.approx(1e-6 - 1e-9)
+    printed = render(r.json())
+    assert "remaining delta (open dimensions' selections):" in printed and "1e-09" in printed
     after = budget(client, tokens["alice"])
     assert after["remaining"][DAY] == pytest.approx(0.2 - 0.015)
     assert after["delta"]["spent"][DAY] == 1e-9
