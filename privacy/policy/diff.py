@@ -213,6 +213,22 @@ def _delta(sides: _Sides, key: str, old: Any, new: Any) -> list[Change]:
     return [change(key, old, new, Direction.NEUTRAL, reason)]
 
 
+def _delta_cap(what: str) -> Rule:
+    """A δ cap: larger loosens. Not set means no δ may be spent (no dimension is open),
+    so setting one loosens and removing one tightens."""
+
+    def rule(sides: _Sides, key: str, old: Any, new: Any) -> list[Change]:
+        o, n = (0.0 if v is None else v for v in (old, new))
+        if o == n:
+            return []
+        direction = Direction.LOOSENS if n > o else Direction.TIGHTENS
+        reason = f"{what} {'grows' if n > o else 'shrinks'}"
+        shown = [show(v) if v is not None else "(not set: no δ)" for v in (old, new)]
+        return [change(key, old, new, direction, reason, f"{shown[0]} {ARROW} {shown[1]}")]
+
+    return rule
+
+
 def _analyst_metrics(sides: _Sides, key: str, old: Any, new: Any) -> list[Change]:
     # An analyst not listed may use every metric.
     if old == new:
@@ -288,6 +304,12 @@ RULES: dict[str, Rule] = {
         "this analyst's budget", default=lambda p: p.privacy.per_analyst
     ),
     "privacy.global": _budget("what all analysts together may spend per period"),
+    "privacy.delta_per_analyst": _delta_cap(
+        "the δ partition selection may add per period for each analyst's answers"
+    ),
+    "privacy.delta_global": _delta_cap(
+        "the δ partition selection may add per period for all answers together"
+    ),
     "privacy.repeat_window": _neutral(
         "an identical question within the window gets the stored answer free; after it, "
         "asking again is charged, so the budget bounds what can be learned either way"

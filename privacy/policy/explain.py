@@ -300,6 +300,13 @@ def _budget(policy: Policy, g: Guarantee) -> tuple[str, ...]:
         f"{q.contribution.max_groups_per_user} groups and {q.contribution.max_rows_per_group} "
         "events per group; the noise is calibrated to that limit, not to the data.",
     ]
+    if q.delta_per_analyst is not None and q.delta_global is not None:
+        points.append(
+            f"The selections of open dimensions also spend δ, a budget of its own: at most "
+            f"δ = {delta_text(q.delta_per_analyst)} per {period} for each analyst and "
+            f"δ = {delta_text(q.delta_global)} for all together, charged with the question; "
+            "a question whose δ would go over is refused and costs nothing."
+        )
     return tuple(points)
 
 
@@ -335,7 +342,9 @@ def _meaning(policy: Policy, g: Guarantee) -> tuple[str, ...]:
                 else "no bound below 1 holds"
             )
             + f", as a person active on many {period}s counts once for each in a selection "
-            f"that is not grouped by {period}."
+            f"that is not grouped by {period}. In all, the promise per {period} holds with "
+            f"δ = {delta_text(q.delta)} + {delta_text(g.selection_delta_per_period)} = "
+            f"{delta_text(g.total_delta_per_period or 0.0)}."
         )
     if q.accounting == "pure":
         points.append(

@@ -70,6 +70,17 @@ class Guarantee:
     # over the kept periods, on top of `delta` (0 without an open dimension).
     selection_delta_per_period: float = 0.0
     selection_delta_over_retention: float = 0.0
+    # The policy's caps on the δ selections may spend per period (None: no δ may be spent).
+    delta_per_analyst: float | None = None
+    delta_global: float | None = None
+
+    @property
+    def total_delta_per_period(self) -> float | None:
+        """The whole δ of the per-period (ε, δ) promise: the zCDP conversion's δ plus all
+        the selections' δ (bounded by the ledger's global δ cap); None under pure DP."""
+        if self.delta is None:
+            return None
+        return self.delta + self.selection_delta_per_period
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready numbers (the period as a policy duration, e.g. ``1d``)."""
@@ -89,6 +100,9 @@ class Guarantee:
             "epsilon_over_retention": self.epsilon_over_retention,
             "selection_delta_per_period": self.selection_delta_per_period,
             "selection_delta_over_retention": self.selection_delta_over_retention,
+            "delta_per_analyst": self.delta_per_analyst,
+            "delta_global": self.delta_global,
+            "total_delta_per_period": self.total_delta_per_period,
         }
 
 
@@ -117,8 +131,10 @@ def guarantee_of(policy: Policy) -> Guarantee:
     """The numbers of ``policy``'s guarantee for one person.
 
     Per period, the global cap bounds what all releases together spend on any one
-    person's activity. Over the periods a person's events are kept, the bound is
-    `over_periods` of that cap: periods x ε under pure accounting, periods² x rho under
+    person's activity; under zCDP its (ε, δ) statement has δ = the policy's δ (of the
+    conversion) plus what the selections of open dimensions add, which the ledger's
+    global δ cap bounds (`selection_deltas`). Over the periods a person's events are kept,
+    the bound is `over_periods` of that cap: periods x ε under pure accounting, periods² x rho under
     zCDP (then converted to ε once).
     """
     q = policy.privacy
@@ -142,4 +158,6 @@ def guarantee_of(policy: Policy) -> Guarantee:
         epsilon_over_retention=epsilon_equivalent(q, over),
         selection_delta_per_period=selection_per_period,
         selection_delta_over_retention=selection_over,
+        delta_per_analyst=q.delta_per_analyst,
+        delta_global=q.delta_global,
     )

@@ -6,7 +6,9 @@ app's label as sent (it is still a short bounded label, 1-64 of ``A-Za-z0-9._-``
 event with a label outside that pattern is rejected, as for every dimension), and a
 query grouped by it shows only the values a thresholded, budgeted selection releases
 (`privacy.selection`), the rest pooled into ``other``. The selection is approximate DP
-(it has a δ), so only a zCDP policy may open a dimension.
+(it has a δ), so only a zCDP policy may open a dimension, and its δ is a budget of its
+own: ``privacy.delta_per_analyst`` and ``privacy.delta_global`` cap it per epoch, and the
+ledger charges it with the rho (privacy/delta.py).
 """
 
 from __future__ import annotations
@@ -88,6 +90,21 @@ def open_rules(policy: Policy) -> list[Violation]:
     """What makes a policy's open dimensions impossible, each at its key."""
     found: list[Violation] = []
     opened = open_dimensions(policy)
+    privacy = policy.privacy
+    caps = {"delta_per_analyst": privacy.delta_per_analyst, "delta_global": privacy.delta_global}
+    if privacy.accounting == "pure":
+        message = (
+            "a pure-epsilon policy has no delta to cap: remove this key, or set "
+            "privacy.accounting to zcdp"
+        )
+        found += [Violation(("privacy", k), message) for k, v in caps.items() if v is not None]
+    elif opened:
+        message = (
+            f"is required when a context dimension is open ({', '.join(opened)}): the "
+            "selection's delta is charged per epoch and needs a cap, e.g. "
+            "delta_per_analyst: 1.0e-7 and delta_global: 1.0e-6"
+        )
+        found += [Violation(("privacy", k), message) for k, v in caps.items() if v is None]
     if opened and policy.privacy.accounting == "pure":
         message = (
             "a pure-epsilon policy cannot open a dimension: selecting values from the data "
@@ -105,6 +122,11 @@ def open_rules(policy: Policy) -> list[Violation]:
             message = f"must not exceed privacy.max_per_query ({policy.privacy.max_per_query:g})"
             found.append(Violation(("context", dim, "open", "rho"), message))
             continue
+        analyst_cap = privacy.delta_per_analyst
+        if analyst_cap is not None and sel.delta > analyst_cap:
+            message = f"must not exceed privacy.delta_per_analyst ({analyst_cap:g})"
+            found.append(Violation(("context", dim, "open", "delta"), message))
+            continue
         try:
             plan_selection(Cost.rho(sel.rho), sel.delta, sel.max_values_per_user, sel.min_users)
         except ValueError as exc:
@@ -116,12 +138,15 @@ def selection_deltas(policy: Policy, periods: int) -> tuple[float, float]:
     """The δ all selections together can add for one person: per period, and over
     ``periods`` periods (the retention), from the policy alone.
 
-    Every selection charges its rho on each period it reads, and all charges on a period
-    fit under the global cap G, so the selections' δ on one period add up to at most
-    G x max(δ / rho) over the open dimensions. Over ``periods`` periods a person is that
-    many units, all of which a query not grouped by day counts in the same value: one
-    selection's δ for them is OpenDP's map at (L0, L2, L∞) = (L·R, L·R, R), and at most
-    R x G / rho selections read those periods; the result is capped at 1.
+    The ledger charges every selection's δ on each period it reads, and all charges on a
+    period fit under ``privacy.delta_global`` (Dg); they also fit under the global rho cap
+    G, each selection spending its rho. So the selections' δ on one period add up to at
+    most min(Dg, G x max(δ / rho)) over the open dimensions. Over ``periods`` periods a
+    person is that many units, all of which a query not grouped by day counts in the same
+    value: one selection's δ for them is OpenDP's map at (L0, L2, L∞) = (L·R, L·R, R),
+    written δ_R, and the selections reading those periods charged at most R x Dg of δ
+    and R x G of rho, so their δ_R add up to at most
+    min(R x Dg x max(δ_R / δ), R x G x max(δ_R / rho)); the result is capped at 1.
     """
     opened = open_dimensions(policy)
     if not opened or policy.privacy.accounting == "pure":
@@ -130,7 +155,9 @@ def selection_deltas(policy: Policy, periods: int) -> tuple[float, float]:
     from privacy.selection import plan_selection
 
     cap = policy.privacy.global_cap
-    per_period = over = 0.0
+    # Always set when a dimension is open (open_rules); 1 bounds nothing.
+    delta_cap = policy.privacy.delta_global or 1.0
+    by_rho = over_rho = over_delta = 0.0
     for sel in opened.values():
         plan = plan_selection(Cost.rho(sel.rho), sel.delta, sel.max_values_per_user, sel.min_users)
         lr = sel.max_values_per_user * periods
@@ -138,6 +165,8 @@ def selection_deltas(policy: Policy, periods: int) -> tuple[float, float]:
             grouped = float(plan.measurement.map((lr, lr, periods))[1])
         except Exception:  # OpenDP: a threshold below R units bounds nothing (δ = 1)
             grouped = 1.0
-        per_period = max(per_period, cap * plan.delta / sel.rho)
-        over = max(over, periods * cap * grouped / sel.rho)
-    return min(per_period, 1.0), min(over, 1.0)
+        by_rho = max(by_rho, cap * plan.delta / sel.rho)
+        over_rho = max(over_rho, periods * cap * grouped / sel.rho)
+        # The ledger charges the δ the policy declares (at least OpenDP's own).
+        over_delta = max(over_delta, periods * delta_cap * grouped / sel.delta)
+    return min(by_rho, delta_cap, 1.0), min(over_rho, over_delta, 1.0)

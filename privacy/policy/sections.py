@@ -52,6 +52,7 @@ __all__ = [
 
 _Budget = Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)]
 _Cap = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
+_DeltaCap = Annotated[float, Strict(), Field(gt=0, lt=1e-3, allow_inf_nan=False)]
 _Rate = Annotated[float, Strict(), Field(gt=0, le=1, allow_inf_nan=False)]
 _Bound = Annotated[int, Strict(), Field(ge=1, le=10_000)]
 _MetricName = Annotated[
@@ -283,6 +284,10 @@ class QueryPolicy(Section):
     per_analyst: _Budget
     per_analyst_overrides: dict[_TokenName, _Cap] = Field(default_factory=dict)
     global_cap: _Budget = Field(alias="global")
+    # The δ that partition selection may add per epoch (privacy/delta.py): required when a
+    # context dimension is open, refused under pure accounting (privacy/policy/open.py).
+    delta_per_analyst: _DeltaCap | None = None
+    delta_global: _DeltaCap | None = None
     repeat_window: Duration = timedelta(hours=24)
     contribution: ContributionBounds = ContributionBounds()
     metrics: MetricSettings = MetricSettings()
@@ -320,6 +325,13 @@ class QueryPolicy(Section):
             for name, cap in self.per_analyst_overrides.items()
             if cap > self.global_cap
         ]
+        if (
+            self.delta_per_analyst is not None
+            and self.delta_global is not None
+            and self.delta_per_analyst > self.delta_global
+        ):
+            message = f"must not exceed delta_global ({self.delta_global:g})"
+            found.append(Violation(("delta_per_analyst",), message))
         raise_all(found)
         return self
 

@@ -230,6 +230,8 @@ def render(body: dict[str, Any]) -> str:
     spent = f"{cost.get('unit')} {_number(cost.get('value'))} on each of {epochs} epoch(s)"
     if "epsilon_equivalent" in cost:
         spent += f" (ε {_number(cost['epsilon_equivalent'])} at δ {cost.get('delta'):g})"
+    if "selection_delta" in cost:
+        spent += f", and δ {cost['selection_delta']:g} for the open dimension's selection"
     if preview:
         out.append(
             f"would cost: {spent}; charged nothing"
@@ -250,6 +252,14 @@ def render(body: dict[str, Any]) -> str:
         out += _table(
             ["epoch", "yours", "all analysts"],
             [[day, _number(v), _number(globally.get(day))] for day, v in remaining.items()],
+        )
+    delta_left = body.get("budget", {}).get("delta_remaining", {})
+    delta_all = body.get("budget", {}).get("delta_global_remaining", {})
+    if delta_left:
+        out.append("remaining delta (open dimensions' selections):")
+        out += _table(
+            ["epoch", "yours", "all analysts"],
+            [[day, f"{v:g}", f"{delta_all.get(day, 0):g}"] for day, v in delta_left.items()],
         )
     out += _comparison_lines(body)
     out += _totals_lines(body)

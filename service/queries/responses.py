@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from privacy.delta import from_units
 from privacy.policy import LoadedPolicy, Policy
 from privacy.policy.guarantee import epsilon_equivalent
 from privacy.query import QueryPlan
@@ -20,7 +21,7 @@ from service.api.errors import BudgetExhausted
 from service.queries import budget
 from service.queries.compare import comparison
 from service.queries.totals import split_totals
-from service.store.base import Charge, EpochShortfall, ReleaseRecord
+from service.store.base import Charge, DeltaShortfall, EpochShortfall, ReleaseRecord
 
 Remaining = Mapping[int, int]  # nanos left per epoch
 
@@ -38,7 +39,7 @@ class Responses:
         plan: QueryPlan,
         widths: Mapping[str, float],
         notes: Sequence[str],
-        short: Sequence[EpochShortfall],
+        short: Sequence[EpochShortfall | DeltaShortfall],
         repeat_of: str | None,
         left: tuple[Remaining, Remaining],
     ) -> dict[str, Any]:
@@ -51,7 +52,7 @@ class Responses:
             "ci95_halfwidth": dict(widths),
             "cost": self.cost(budget.from_nanos(int(plan.cost.nanos)), epochs),
             "affordable": not short,
-            "short_epochs": [budget.epoch_label(self.policy, s.epoch) for s in short],
+            "short_epochs": sorted({budget.epoch_label(self.policy, s.epoch) for s in short}),
             "repeat_of": repeat_of,
             "budget": self._budget(*left),
             "guarantee": self._guarantee(analyst, int(plan.cost.nanos), epochs),
@@ -135,6 +136,33 @@ class Responses:
             f"was charged. Ask for less {unit}, or a range without these days.",
             cost=cost,
             unit=unit,
+            epochs=left,
+        )
+
+    def delta_exhausted(self, charge: Charge, short: Sequence[DeltaShortfall]) -> BudgetExhausted:
+        """The refusal of a query whose selections' δ does not fit: which cap, on which
+        epochs, what is left; nothing was charged (neither the rho nor the δ)."""
+        q, cost = self.policy.privacy, from_units(charge.delta_units)
+        left = {
+            budget.epoch_label(self.policy, s.epoch): {
+                "remaining": from_units(s.analyst_left_units),
+                "global_remaining": from_units(s.global_left_units),
+            }
+            for s in short
+        }
+        listed = "; ".join(
+            f"{day}: {v['remaining']:g} left of your cap (privacy.delta_per_analyst "
+            f"{q.delta_per_analyst:g}), {v['global_remaining']:g} of the global cap "
+            f"(privacy.delta_global {q.delta_global:g})"
+            for day, v in left.items()
+        )
+        return BudgetExhausted(
+            f"delta budget exhausted: this query's partition selection costs delta {cost:g} "
+            f"on each of its {len(charge.epochs)} epoch(s), which is more than is left on "
+            f"{listed}. Nothing was charged (neither {q.budget_unit} nor delta). Ask for a "
+            "range without these days, or do not group by the open dimension.",
+            cost=cost,
+            unit="delta",
             epochs=left,
         )
 

@@ -58,9 +58,11 @@ from service.queries.selection import select_values
 from service.queries.timing import ReleaseDeadline
 from service.store.base import (
     Charge,
+    DeltaShortfall,
     EngineUnavailable,
     EpochShortfall,
     OverBudget,
+    OverDeltaBudget,
     ReleaseRecord,
     Store,
     StoreUnavailable,
@@ -142,7 +144,7 @@ class QueryService:
         mine, everyone = budget.budget_of(self.policy, analyst).left(
             ledger.spent(analyst, epochs), ledger.global_spent(epochs)
         )
-        return {
+        body: dict[str, Any] = {
             "analyst": analyst,
             "unit": self.policy.privacy.budget_unit,
             "per_epoch_cap": self.policy.privacy.analyst_cap(analyst),
@@ -150,6 +152,10 @@ class QueryService:
             "remaining": budget.labelled(self.policy, mine),
             "global_remaining": budget.labelled(self.policy, everyone),
         }
+        if budget.delta_caps_of(self.policy) is not None:  # the δ of open dimensions
+            spent, total = ledger.delta_spent(analyst, epochs), ledger.global_delta_spent(epochs)
+            body["delta"] = budget.delta_budget(self.policy, spent, total)
+        return body
 
     def oldest_queryable(self, now: datetime) -> datetime:
         """The start of the oldest day any query may still ask for (its budget is live)."""
@@ -169,6 +175,9 @@ class QueryService:
         # What the charge would find now (a concurrent query may still change it).
         would = self._charge(analyst, plan, now, "preview")
         short = would.shortfalls(ledger.spent(analyst, epochs), ledger.global_spent(epochs))
+        delta_short = would.delta_shortfalls(
+            ledger.delta_spent(analyst, epochs), ledger.global_delta_spent(epochs)
+        )
         since = now - self.policy.privacy.repeat_window
         earlier = ledger.find_repeat(analyst, would.request_hash, since)
         return self.responses.preview(
@@ -176,7 +185,7 @@ class QueryService:
             plan,
             widths,
             shown.get("notes", []),
-            short,
+            [*short, *delta_short],
             None if earlier is None else earlier.release_id,
             self._remaining(analyst, epochs),
         )
@@ -202,6 +211,11 @@ class QueryService:
         )
         if short:
             raise self._exhausted(plan, short)
+        delta_short = charge.delta_shortfalls(
+            ledger.delta_spent(analyst, charge.epochs), ledger.global_delta_spent(charge.epochs)
+        )
+        if delta_short:
+            raise self._delta_exhausted(plan, charge, delta_short)
         try:
             self.engine.ready()  # a cluster that cannot run it refuses it before the charge
         except EngineUnavailable as exc:
@@ -211,6 +225,8 @@ class QueryService:
             earlier = ledger.charge(charge, since)
         except OverBudget as exc:
             raise self._exhausted(plan, exc.shortfalls) from None
+        except OverDeltaBudget as exc:
+            raise self._delta_exhausted(plan, charge, exc.shortfalls) from None
         except UnitMismatch as exc:
             raise conflict(exc, self.policy) from None
         if earlier is not None:
@@ -272,8 +288,16 @@ class QueryService:
             )
         left = self._remaining(analyst, list(plan.epochs))
         answer = self.responses.release(plan, charge, released.rows, released.notes, left)
-        if plan.open:
-            answer["cost"]["delta"] = plan.delta
+        if plan.open:  # beside "delta", the conversion's δ that "epsilon_equivalent" is at
+            answer["cost"]["selection_delta"] = plan.delta
+            answer["guarantee"] += budget.selection_sentence(self.policy, plan.delta)
+            epochs = list(plan.epochs)
+            delta = budget.delta_budget(
+                self.policy, ledger.delta_spent(analyst, epochs), ledger.global_delta_spent(epochs)
+            )
+            if delta is not None:
+                answer["budget"]["delta_remaining"] = delta["remaining"]
+                answer["budget"]["delta_global_remaining"] = delta["global_remaining"]
         if aggregates.coverage is not None:
             answer["coverage"] = dict(aggregates.coverage)
         return answer
@@ -294,6 +318,7 @@ class QueryService:
         cost = _nanos(plan)
         days = [budget.epoch_label(self.policy, e) for e in plan.epochs]
         unit = self.policy.privacy.budget_unit
+        delta = budget.selection_delta_units(s.delta for _, s in plan.open)
         return Charge(
             release_id=release_id,
             analyst=analyst,
@@ -313,9 +338,11 @@ class QueryService:
                 "metric": plan.metric.name,
                 "request": json.loads(normalized),
                 "cost": {"unit": unit, "value": budget.from_nanos(cost), "nanos": cost}
-                | ({"delta": plan.delta} if plan.open else {}),
+                | ({"delta": plan.delta, "delta_units": delta} if plan.open else {}),
                 "epochs": days,
             },
+            delta_units=delta,
+            delta_caps=budget.delta_caps_of(self.policy) if delta else None,
         )
 
     def _remaining(
@@ -333,6 +360,12 @@ class QueryService:
     def _exhausted(self, plan: QueryPlan, short: Sequence[EpochShortfall]) -> BudgetExhausted:
         self._count(plan, "budget_exhausted")
         return self.responses.exhausted(plan, short)
+
+    def _delta_exhausted(
+        self, plan: QueryPlan, charge: Charge, short: Sequence[DeltaShortfall]
+    ) -> BudgetExhausted:
+        self._count(plan, "budget_exhausted")
+        return self.responses.delta_exhausted(charge, short)
 
     def _count(self, plan: QueryPlan, outcome: str) -> None:
         self._count_metric(plan.metric.name, outcome)

@@ -23,9 +23,11 @@ from service.store.errors import NotFound as NotFound
 from service.store.errors import StoreError as StoreError
 from service.store.errors import StoreUnavailable as StoreUnavailable
 from service.store.ledger import Charge as Charge
+from service.store.ledger import DeltaShortfall as DeltaShortfall
 from service.store.ledger import EpochShortfall as EpochShortfall
 from service.store.ledger import LedgerRepository as LedgerRepository
 from service.store.ledger import OverBudget as OverBudget
+from service.store.ledger import OverDeltaBudget as OverDeltaBudget
 from service.store.ledger import ReleaseRecord as ReleaseRecord
 from service.store.ledger import UnitMismatch as UnitMismatch
 from service.store.ledger import UnitSpend as UnitSpend

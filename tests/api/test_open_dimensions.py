@@ -33,11 +33,15 @@ AT = T0 - timedelta(days=1, hours=2)
 MIN_USERS = 50
 
 
-def open_policy_text() -> str:
-    """The strict policy (zCDP, rho 0.015 per query, 0.2 per analyst), `model` open."""
+def open_policy_text(delta_caps: str = "1e-7, 1e-6") -> str:
+    """The strict policy (zCDP, rho 0.015 per query, 0.2 per analyst), `model` open, with
+    ``delta_caps`` (per analyst, global) as its caps of δ per epoch."""
     text = STRICT.read_text()
     old = "  model: [model-a, model-b]\n"
     assert old in text
+    analyst, everyone = delta_caps.split(", ")
+    caps = f"  delta_per_analyst: {analyst}\n  delta_global: {everyone}\n"
+    text = text.replace("  repeat_window: 24h", caps + "  repeat_window: 24h", 1)
     return text.replace(old, "  model: {open: {min_users: 50, max_values_per_user: 1}}\n")
 
 
@@ -105,7 +109,8 @@ def test_a_model_used_by_enough_people_appears_and_one_used_by_one_person_does_n
     assert any("open dimension" in n and "partition selection" in n for n in body["notes"])
     # The charge: the query's rho and the selection's (0.01), and the selection's delta.
     assert body["cost"]["value"] == pytest.approx(0.015)
-    assert body["cost"]["delta"] == pytest.approx(1e-9)
+    assert body["cost"]["selection_delta"] == pytest.approx(1e-9)
+    assert body["cost"]["delta"] == 1e-8  # the δ its epsilon_equivalent is stated at
     spent = client.get("/v1/budget", headers={"Authorization": tokens["alice"]}).json()
     assert spent["remaining"][DAY] == pytest.approx(0.2 - 0.015)
     (detail,) = [

@@ -332,9 +332,10 @@ OPEN_CONTEXT = {
     "cohort": ["control", "treatment"],
     "model": {"open": {"min_users": 50, "max_values_per_user": 1}},
 }
+OPEN_DELTA = {"delta_per_analyst": 1e-7, "delta_global": 1e-6}  # required by an open dim
 OPEN_CASES = [
     (m.name, group_by)
-    for m in metrics_for(policy("strict", context=OPEN_CONTEXT))
+    for m in metrics_for(policy("strict", context=OPEN_CONTEXT, **OPEN_DELTA))
     if "model" in m.dimensions
     for group_by in (["model"], ["day", "model"])
 ]
@@ -348,7 +349,7 @@ def test_an_open_dimension_gives_the_same_selection_counts_and_aggregates_on_eve
     group_by: list[str],
 ) -> None:
     reference, store, lake = stores
-    pol = policy("strict", context=OPEN_CONTEXT)
+    pol = policy("strict", context=OPEN_CONTEXT, **OPEN_DELTA)
     body = {
         "metric": metric,
         "start": str(TODAY - timedelta(days=2)),

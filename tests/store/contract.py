@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from privacy.budget import Accounting, Budget, Cost
+from privacy.delta import DeltaCaps
 from service.store.base import EVENT_COLUMNS, QUARANTINE_COLUMNS, Charge, WriteBatch
 
 DAY = 86_400
@@ -65,6 +66,7 @@ def batch(
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 NANOS = 1_000_000_000
 TENTH = NANOS // 10
+GIGA = 10**9  # δ units: one GIGA is δ = 1e-9
 
 
 def charge(
@@ -76,8 +78,11 @@ def charge(
     global_cap: int = 2 * NANOS,
     at: datetime = NOW,
     unit: str = "epsilon",
+    delta: int = 0,
+    delta_caps: tuple[int, int] = (10 * GIGA, 20 * GIGA),
 ) -> Charge:
-    """A charge as the query service makes one: ``cost`` nanos on every epoch of ``epochs``."""
+    """A charge as the query service makes one: ``cost`` nanos on every epoch of ``epochs``,
+    and ``delta`` units (1e-18) of δ under ``delta_caps`` (analyst, global) when not 0."""
     accounting: Accounting = "pure" if unit == "epsilon" else "zcdp"
     return Charge(
         release_id="rel_" + uuid.uuid4().hex,
@@ -92,4 +97,6 @@ def charge(
         budget=Budget(Cost(analyst_cap, accounting), Cost(global_cap, accounting)),
         policy_sha256=POLICY_SHA,
         audit_detail={"metric": "event_count"},
+        delta_units=delta,
+        delta_caps=DeltaCaps(*delta_caps) if delta else None,
     )

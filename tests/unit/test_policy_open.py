@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from privacy.policy import PolicyError, parse_policy
+from privacy.policy.diff import diff_policies
 from privacy.policy.explain import explain
 from privacy.policy.guarantee import guarantee_of
 from privacy.policy.open import declared_values, open_dimensions
@@ -17,10 +18,15 @@ privacy:
   max_per_query: 0.05
   per_analyst: 0.2
   global: 0.5
+  delta_per_analyst: 1.0e-7
+  delta_global: 1.0e-6
 context:
   surface: [chat]
   model: {open: {min_users: 50}}
 """
+
+
+CAPS = "  delta_per_analyst: 1.0e-7\n  delta_global: 1.0e-6\n"
 
 
 def problems(text: str) -> list[tuple[int | None, str, str]]:
@@ -40,7 +46,7 @@ def test_a_zcdp_policy_may_open_a_dimension_with_defaults_for_the_rest() -> None
 
 
 def test_a_pure_epsilon_policy_refuses_to_open_a_dimension_saying_what_to_change() -> None:
-    text = ZCDP.replace("  accounting: zcdp\n", "")
+    text = ZCDP.replace("  accounting: zcdp\n", "").replace(CAPS, "")
     ((line, key, message),) = problems(text)
     assert (line, key) == (9, "context.model.open")
     assert "pure-epsilon policy cannot open a dimension" in message
@@ -49,7 +55,7 @@ def test_a_pure_epsilon_policy_refuses_to_open_a_dimension_saying_what_to_change
 
 def test_a_threshold_too_low_for_the_delta_is_refused_with_the_least_that_would_do() -> None:
     ((line, key, message),) = problems(ZCDP.replace("min_users: 50", "min_users: 3"))
-    assert (line, key) == (10, "context.model.open.min_users")
+    assert (line, key) == (12, "context.model.open.min_users")
     assert "too low for delta 1e-09" in message and "at least" in message
 
 
@@ -57,9 +63,9 @@ def test_unknown_or_bad_keys_of_an_open_dimension_are_located() -> None:
     found = problems(ZCDP.replace("min_users: 50", "min_users: 50, threshold: 9, rho: 2"))
     keys = sorted(key for _, key, _ in found)
     assert keys == ["context.model.open.rho", "context.model.open.threshold"]
-    assert all(line == 10 for line, _, _ in found)
+    assert all(line == 12 for line, _, _ in found)
     misspelt = problems(ZCDP.replace("{open: ", "{opened: "))
-    assert (10, "context.model.opened", "unknown key (allowed: open)") in misspelt
+    assert (12, "context.model.opened", "unknown key (allowed: open)") in misspelt
 
 
 def test_a_selection_costing_more_than_a_query_may_is_refused() -> None:
@@ -84,3 +90,90 @@ def test_a_policy_without_open_dimensions_adds_no_delta() -> None:
     text = ZCDP.replace("  model: {open: {min_users: 50}}\n", "")
     g = guarantee_of(parse_policy(text).policy)
     assert (g.selection_delta_per_period, g.selection_delta_over_retention) == (0.0, 0.0)
+
+
+def test_opening_a_dimension_without_delta_caps_is_refused_saying_what_to_add() -> None:
+    found = problems(ZCDP.replace(CAPS, ""))
+    assert sorted(key for _, key, _ in found) == [
+        "privacy.delta_global",
+        "privacy.delta_per_analyst",
+    ]
+    assert all("required when a context dimension is open (model)" in m for _, _, m in found)
+    assert all("delta_per_analyst: 1.0e-7 and delta_global: 1.0e-6" in m for _, _, m in found)
+
+
+def test_delta_caps_are_refused_under_pure_accounting() -> None:
+    text = ZCDP.replace("  accounting: zcdp\n", "").replace(
+        "  model: {open: {min_users: 50}}\n", ""
+    )
+    found = problems(text)
+    assert [(line, key) for line, key, _ in found] == [
+        (7, "privacy.delta_per_analyst"),
+        (8, "privacy.delta_global"),
+    ]
+    assert all("pure-epsilon policy has no delta to cap" in m for _, _, m in found)
+
+
+def test_the_analyst_delta_cap_must_not_exceed_the_global_one() -> None:
+    ((line, key, message),) = problems(ZCDP.replace("delta_global: 1.0e-6", "delta_global: 1.0e-8"))
+    assert (line, key) == (8, "privacy.delta_per_analyst")
+    assert "must not exceed delta_global (1e-08)" in message
+
+
+def test_a_selection_whose_delta_passes_the_analyst_delta_cap_is_refused() -> None:
+    ((_, key, message),) = problems(
+        ZCDP.replace("delta_per_analyst: 1.0e-7", "delta_per_analyst: 1.0e-10")
+    )
+    assert key == "context.model.open.delta"
+    assert "must not exceed privacy.delta_per_analyst (1e-10)" in message
+
+
+def _judged(old: str, new: str) -> list[tuple[str, str, str]]:
+    diff = diff_policies(parse_policy(old).policy, parse_policy(new).policy)
+    return [(c.key, c.direction.value, c.summary) for c in diff.changes]
+
+
+def test_policy_diff_marks_raising_a_delta_cap_as_loosening_and_lowering_as_tightening() -> None:
+    raised = ZCDP.replace("delta_global: 1.0e-6", "delta_global: 2.0e-6")
+    lowered = ZCDP.replace("delta_per_analyst: 1.0e-7", "delta_per_analyst: 5.0e-8")
+    assert [(k, d) for k, d, _ in _judged(ZCDP, raised)] == [("privacy.delta_global", "loosens")]
+    assert [(k, d) for k, d, _ in _judged(ZCDP, lowered)] == [
+        ("privacy.delta_per_analyst", "tightens")
+    ]
+
+
+def test_policy_diff_reads_an_unset_delta_cap_as_no_delta_at_all() -> None:
+    closed = ZCDP.replace("  model: {open: {min_users: 50}}\n", "").replace(CAPS, "")
+    changes = _judged(closed, ZCDP)
+    caps = [(k, d) for k, d, _ in changes if k.startswith("privacy.delta_")]
+    assert caps == [("privacy.delta_per_analyst", "loosens"), ("privacy.delta_global", "loosens")]
+    assert any("(not set: no δ)" in s for _, _, s in changes)
+
+
+def test_the_global_delta_cap_bounds_what_the_selections_add_per_period() -> None:
+    text = ZCDP.replace("delta_per_analyst: 1.0e-7", "delta_per_analyst: 1.0e-9")
+    # At the least threshold OpenDP's δ is near the declared one (6e-10): the rho cap
+    # alone would bound the selections' δ by 0.5 / 0.01 x 6e-10 = 3e-8 per day.
+    text = text.replace("min_users: 50", "min_users: 44")
+    g = guarantee_of(
+        parse_policy(text.replace("delta_global: 1.0e-6", "delta_global: 2.0e-9")).policy
+    )
+    # Each selection is charged its declared δ 1e-9: the δ cap lets only 2 through.
+    assert g.selection_delta_per_period == 2e-9
+    assert g.total_delta_per_period == pytest.approx(1e-7 + 2e-9)
+    assert g.as_dict()["total_delta_per_period"] == g.total_delta_per_period
+    loose = guarantee_of(
+        parse_policy(text.replace("delta_global: 1.0e-6", "delta_global: 1.0e-4")).policy
+    )
+    assert g.selection_delta_over_retention <= loose.selection_delta_over_retention
+
+
+def test_explain_states_the_delta_caps_and_the_total_delta_in_plain_words() -> None:
+    text = explain(parse_policy(ZCDP).policy).as_text(width=10_000)
+    assert (
+        "at most δ = 1e-7 per day for each analyst and δ = 1e-6 for all together, charged "
+        "with the question; a question whose δ would go over is refused and costs nothing"
+    ) in text
+    g = guarantee_of(parse_policy(ZCDP).policy)
+    assert "In all, the promise per day holds with δ = 1e-7 + " in text
+    assert g.total_delta_per_period == pytest.approx(1e-7 + g.selection_delta_per_period)

@@ -5,7 +5,8 @@ shared by every node: two charges (on any nodes) never both see the same remaini
 budget, so no cap is ever exceeded, and the charge, the release row and the audit entry
 commit together or not at all. Charges are rare and short, so one lock costs nothing.
 Each amount is kept with its unit, and a charge never lands on an epoch holding spend of
-the other unit.
+the other unit. The δ of a selection is checked against its own caps and added in the
+same transaction.
 """
 
 from __future__ import annotations
@@ -13,28 +14,41 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from service.store.base import Charge, OverBudget, ReleaseRecord, UnitMismatch, UnitSpend
+from service.store.base import (
+    Charge,
+    OverBudget,
+    OverDeltaBudget,
+    ReleaseRecord,
+    UnitMismatch,
+    UnitSpend,
+)
 from service.store.postgres.audit import PostgresAudit
 from service.store.postgres.db import LOCK_LEDGER, LOCK_SPACE, Conn, Database, to_ms
 from service.store.rows import RELEASE_COLUMNS, RELEASE_INSERT_COLUMNS, release_record, release_row
 
+SpendColumn = Literal["nanos", "delta_units"]  # rho or epsilon nanos; delta units
 
-def _spent(conn: Conn, analyst: str, epochs: Sequence[int]) -> dict[int, int]:
+
+def _spent(
+    conn: Conn, analyst: str, epochs: Sequence[int], column: SpendColumn = "nanos"
+) -> dict[int, int]:
     found = {e: 0 for e in epochs}
     rows = conn.execute(
-        "SELECT epoch, nanos FROM budget_spend WHERE analyst = %s AND epoch = ANY(%s)",
+        f"SELECT epoch, {column} FROM budget_spend WHERE analyst = %s AND epoch = ANY(%s)",
         (analyst, list(epochs)),
     ).fetchall()
     found.update({int(e): int(n) for e, n in rows})
     return found
 
 
-def _global_spent(conn: Conn, epochs: Sequence[int]) -> dict[int, int]:
+def _global_spent(
+    conn: Conn, epochs: Sequence[int], column: SpendColumn = "nanos"
+) -> dict[int, int]:
     found = {e: 0 for e in epochs}
     rows = conn.execute(
-        "SELECT epoch, sum(nanos) FROM budget_spend WHERE epoch = ANY(%s) GROUP BY epoch",
+        f"SELECT epoch, sum({column}) FROM budget_spend WHERE epoch = ANY(%s) GROUP BY epoch",
         (list(epochs),),
     ).fetchall()
     found.update({int(e): int(n) for e, n in rows})
@@ -77,6 +91,14 @@ class PostgresLedger:
         with self._db.read() as conn:
             return _global_spent(conn, epochs)
 
+    def delta_spent(self, analyst: str, epochs: Sequence[int]) -> dict[int, int]:
+        with self._db.read() as conn:
+            return _spent(conn, analyst, epochs, "delta_units")
+
+    def global_delta_spent(self, epochs: Sequence[int]) -> dict[int, int]:
+        with self._db.read() as conn:
+            return _global_spent(conn, epochs, "delta_units")
+
     def charge(self, charge: Charge, repeat_since: datetime | None = None) -> ReleaseRecord | None:
         if charge.cost_nanos <= 0 or not charge.epochs:
             # A free or epoch-less release would escape the ledger: a bug upstream.
@@ -99,12 +121,25 @@ class PostgresLedger:
             )
             if short:
                 raise OverBudget(short)  # rolls the (empty) transaction back
+            delta_short = charge.delta_shortfalls(
+                _spent(conn, charge.analyst, charge.epochs, "delta_units"),
+                _global_spent(conn, charge.epochs, "delta_units"),
+            )
+            if delta_short:
+                raise OverDeltaBudget(delta_short)  # rolls the (empty) transaction back
             conn.execute(
-                "INSERT INTO budget_spend (analyst, epoch, nanos, unit) "
-                "SELECT %s, e, %s, %s FROM unnest(%s::integer[]) AS e "
-                "ON CONFLICT (analyst, epoch) "
-                "DO UPDATE SET nanos = budget_spend.nanos + excluded.nanos",
-                (charge.analyst, charge.cost_nanos, charge.unit, list(charge.epochs)),
+                "INSERT INTO budget_spend (analyst, epoch, nanos, unit, delta_units) "
+                "SELECT %s, e, %s, %s, %s FROM unnest(%s::integer[]) AS e "
+                "ON CONFLICT (analyst, epoch) DO UPDATE SET "
+                "nanos = budget_spend.nanos + excluded.nanos, "
+                "delta_units = budget_spend.delta_units + excluded.delta_units",
+                (
+                    charge.analyst,
+                    charge.cost_nanos,
+                    charge.unit,
+                    charge.delta_units,
+                    list(charge.epochs),
+                ),
             )
             conn.execute(
                 f"INSERT INTO releases ({RELEASE_INSERT_COLUMNS}) "

@@ -196,4 +196,10 @@ MIGRATIONS: list[list[str]] = [
         """ALTER TABLE events ADD COLUMN seal_batch bigint""",
         """CREATE INDEX events_sealing ON events (seal_batch) WHERE seal_batch IS NOT NULL""",
     ],
+    # The δ that partition selection charges (mirrors the SQLite migration that adds it,
+    # which says why old rows start at 0).
+    [
+        """ALTER TABLE budget_spend ADD COLUMN delta_units bigint NOT NULL DEFAULT 0
+            CHECK (delta_units >= 0)""",
+    ],
 ]

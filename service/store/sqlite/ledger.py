@@ -4,7 +4,8 @@ Check-and-charge runs inside one ``BEGIN IMMEDIATE`` transaction (``Database.wri
 which SQLite serialises across threads and processes: two charges never both see the
 same remaining budget, so a cap is never exceeded, and the charge, the release row and
 the audit entry commit together or not at all. Each amount is kept with its unit, and a
-charge never lands on an epoch holding spend of the other unit.
+charge never lands on an epoch holding spend of the other unit. The δ of a selection is
+checked against its own caps and added in the same transaction.
 """
 
 from __future__ import annotations
@@ -13,20 +14,31 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from service.store.base import Charge, OverBudget, ReleaseRecord, UnitMismatch, UnitSpend
+from service.store.base import (
+    Charge,
+    OverBudget,
+    OverDeltaBudget,
+    ReleaseRecord,
+    UnitMismatch,
+    UnitSpend,
+)
 from service.store.rows import RELEASE_COLUMNS, RELEASE_INSERT_COLUMNS, release_record, release_row
 from service.store.sqlite.audit import SQLiteAudit
 from service.store.sqlite.db import Database, to_ms
 
+SpendColumn = Literal["nanos", "delta_units"]  # rho or epsilon nanos; delta units
 
-def _spent(conn: sqlite3.Connection, analyst: str, epochs: Sequence[int]) -> dict[int, int]:
+
+def _spent(
+    conn: sqlite3.Connection, analyst: str, epochs: Sequence[int], column: SpendColumn = "nanos"
+) -> dict[int, int]:
     found = {e: 0 for e in epochs}
     for start in range(0, len(epochs), 500):
         chunk = list(epochs[start : start + 500])
         rows = conn.execute(
-            f"SELECT epoch, nanos FROM budget_spend WHERE analyst = ? "
+            f"SELECT epoch, {column} FROM budget_spend WHERE analyst = ? "
             f"AND epoch IN ({','.join('?' * len(chunk))})",
             [analyst, *chunk],
         )
@@ -34,12 +46,14 @@ def _spent(conn: sqlite3.Connection, analyst: str, epochs: Sequence[int]) -> dic
     return found
 
 
-def _global_spent(conn: sqlite3.Connection, epochs: Sequence[int]) -> dict[int, int]:
+def _global_spent(
+    conn: sqlite3.Connection, epochs: Sequence[int], column: SpendColumn = "nanos"
+) -> dict[int, int]:
     found = {e: 0 for e in epochs}
     for start in range(0, len(epochs), 500):
         chunk = list(epochs[start : start + 500])
         rows = conn.execute(
-            f"SELECT epoch, sum(nanos) FROM budget_spend "
+            f"SELECT epoch, sum({column}) FROM budget_spend "
             f"WHERE epoch IN ({','.join('?' * len(chunk))}) GROUP BY epoch",
             chunk,
         )
@@ -87,6 +101,14 @@ class SQLiteLedger:
         with self._db.read() as conn:
             return _global_spent(conn, epochs)
 
+    def delta_spent(self, analyst: str, epochs: Sequence[int]) -> dict[int, int]:
+        with self._db.read() as conn:
+            return _spent(conn, analyst, epochs, "delta_units")
+
+    def global_delta_spent(self, epochs: Sequence[int]) -> dict[int, int]:
+        with self._db.read() as conn:
+            return _global_spent(conn, epochs, "delta_units")
+
     def charge(self, charge: Charge, repeat_since: datetime | None = None) -> ReleaseRecord | None:
         if charge.cost_nanos <= 0 or not charge.epochs:
             # A free or epoch-less release would escape the ledger: a bug upstream.
@@ -107,10 +129,20 @@ class SQLiteLedger:
             )
             if short:
                 raise OverBudget(short)  # rolls the (empty) transaction back
+            delta_short = charge.delta_shortfalls(
+                _spent(conn, charge.analyst, charge.epochs, "delta_units"),
+                _global_spent(conn, charge.epochs, "delta_units"),
+            )
+            if delta_short:
+                raise OverDeltaBudget(delta_short)  # rolls the (empty) transaction back
             conn.executemany(
-                "INSERT INTO budget_spend (analyst, epoch, nanos, unit) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (analyst, epoch) DO UPDATE SET nanos = nanos + excluded.nanos",
-                [(charge.analyst, e, charge.cost_nanos, charge.unit) for e in charge.epochs],
+                "INSERT INTO budget_spend (analyst, epoch, nanos, unit, delta_units) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (analyst, epoch) DO UPDATE SET "
+                "nanos = nanos + excluded.nanos, delta_units = delta_units + excluded.delta_units",
+                [
+                    (charge.analyst, e, charge.cost_nanos, charge.unit, charge.delta_units)
+                    for e in charge.epochs
+                ],
             )
             conn.execute(
                 f"INSERT INTO releases ({RELEASE_INSERT_COLUMNS}) "

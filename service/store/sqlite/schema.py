@@ -173,4 +173,12 @@ MIGRATIONS: list[list[str]] = [
         """ALTER TABLE events ADD COLUMN seal_batch INTEGER""",
         """CREATE INDEX events_sealing ON events (seal_batch) WHERE seal_batch IS NOT NULL""",
     ],
+    # The δ that partition selection charges (privacy/delta.py), beside each amount: exact
+    # integer units of 1e-18, rounded up, capped per analyst and globally per epoch like
+    # the nanos. Spend recorded before charged no δ (it was not kept), so old rows start
+    # at 0; their nanos are untouched.
+    [
+        """ALTER TABLE budget_spend ADD COLUMN delta_units INTEGER NOT NULL DEFAULT 0
+            CHECK (delta_units >= 0)""",
+    ],
 ]
