@@ -33,6 +33,7 @@ from privacy.policy.change import (
     show,
     written,
 )
+from privacy.policy.diff_context import context_rule
 from privacy.policy.guarantee import epsilon_equivalent
 from privacy.policy.model import Policy
 from privacy.policy.sections import IdentifierAction
@@ -276,11 +277,7 @@ RULES: dict[str, Rule] = {
         "these events are collected from now on",
         "these events are no longer collected",
     ),
-    "context.*": _members(
-        Direction.LOOSENS,
-        "more label values are stored (and answers can be broken down by them)",
-        'these label values are stored as "other" from now on',
-    ),
+    "context.*": context_rule,
     "retention.default": _longer("events of types without their own retention are kept"),
     "retention.event_types.*": _ordered(
         Direction.LOOSENS,

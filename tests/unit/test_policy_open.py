@@ -177,3 +177,52 @@ def test_explain_states_the_delta_caps_and_the_total_delta_in_plain_words() -> N
     g = guarantee_of(parse_policy(ZCDP).policy)
     assert "In all, the promise per day holds with δ = 1e-7 + " in text
     assert g.total_delta_per_period == pytest.approx(1e-7 + g.selection_delta_per_period)
+
+
+def _reasons(old: str, new: str) -> list[tuple[str, str, str]]:
+    diff = diff_policies(parse_policy(old).policy, parse_policy(new).policy)
+    return [(c.key, c.direction.value, c.reason) for c in diff.changes]
+
+
+DECLARED = ZCDP.replace("model: {open: {min_users: 50}}", "model: [model-a, model-b]")
+
+
+def test_policy_diff_says_opening_a_dimension_stores_labels_as_sent_and_loosens() -> None:
+    ((key, direction, reason),) = _reasons(DECLARED, ZCDP)
+    assert (key, direction) == ("context.model", "loosens")
+    assert "stored as sent" in reason and "about 50 people" in reason
+    assert "other" in reason and "from now on" not in reason  # not the removal wording
+
+
+def test_policy_diff_says_closing_a_dimension_pools_other_labels_and_tightens() -> None:
+    assert _reasons(ZCDP, DECLARED) == [
+        (
+            "context.model",
+            "tightens",
+            'the dimension is closed: labels other than these are stored as "other"',
+        )
+    ]
+    dropped = ZCDP.replace("  model: {open: {min_users: 50}}\n", "")
+    assert _reasons(ZCDP, dropped) == [
+        ("context.model", "tightens", "the dimension is no longer stored")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "direction"),
+    [
+        ("min_users: 50", "min_users: 80", "tightens"),
+        ("min_users: 80", "min_users: 50", "loosens"),
+        ("min_users: 200", "min_users: 200, max_values_per_user: 3", "loosens"),
+        ("min_users: 50", "min_users: 50, max_values: 10", "tightens"),
+        ("min_users: 50", "min_users: 50, delta: 1.0e-8", "loosens"),
+        ("min_users: 50", "min_users: 50, rho: 0.02", "neutral"),
+    ],
+)
+def test_policy_diff_judges_each_selection_setting_by_what_it_lets_out(
+    old: str, new: str, direction: str
+) -> None:
+    before = ZCDP.replace("min_users: 50", old)
+    ((key, judged, _),) = _reasons(before, ZCDP.replace("min_users: 50", new))
+    name = new.split(", ")[-1].split(":")[0]
+    assert (key, judged) == (f"context.model.open.{name}", direction)
