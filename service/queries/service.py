@@ -180,11 +180,12 @@ class QueryService:
         )
         since = now - self.policy.privacy.repeat_window
         earlier = ledger.find_repeat(analyst, would.request_hash, since)
+        notes = [*shown.get("notes", []), *(_preview_open_note(d, sel) for d, sel in plan.open)]
         return self.responses.preview(
             analyst,
             plan,
             widths,
-            shown.get("notes", []),
+            notes,
             [*short, *delta_short],
             None if earlier is None else earlier.release_id,
             self._remaining(analyst, epochs),
@@ -385,4 +386,13 @@ def _selection_note(plan: QueryPlan, dim: str, sel: OpenSelection) -> str:
         f"{dim} is an open dimension: {shown} value(s) released by partition selection "
         f"(more than {sel.min_users} people, noisy, each person counted in at most "
         f'{sel.max_values_per_user}; delta {sel.delta:g}); every other value is in "other"'
+    )
+
+
+def _preview_open_note(dim: str, sel: OpenSelection) -> str:
+    return (
+        f"{dim} is an open dimension: which of its values an answer shows is chosen when "
+        f"the query runs (partition selection, up to {sel.max_values} values used by more "
+        f'than about {sel.min_users} people), so this preview lists {dim} only as "other"; '
+        "the half-widths hold for every value shown (they assume all it may show)."
     )

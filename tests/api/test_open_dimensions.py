@@ -160,6 +160,23 @@ def test_an_open_dimension_cannot_be_filtered_or_compared_on(
     assert client.get("/v1/budget", headers=auth).json()["remaining"][DAY] == 0.2
 
 
+def test_a_preview_says_an_open_dimensions_values_are_chosen_when_the_query_runs(
+    app: tuple[TestClient, dict[str, str], Any],
+) -> None:
+    client, tokens, _ = app
+    post(client, tokens["app"], [shown(f"u{i}", "model-z9") for i in range(3 * MIN_USERS)])
+    auth = {"Authorization": tokens["alice"]}
+    ask = {"metric": "active_users", "start": DAY, "end": DAY, "group_by": ["model"]}
+    r = client.post("/v1/queries/preview", json={**ask, "rho": 0.005}, headers=auth)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert "model-z9" not in r.text  # a preview reads no data
+    assert [row["model"] for row in body["rows"]] == ["other"]
+    (note,) = [n for n in body["notes"] if n.startswith("model is an open dimension")]
+    assert "chosen when the query runs" in note and 'only as "other"' in note
+    assert client.get("/v1/budget", headers=auth).json()["remaining"][DAY] == 0.2
+
+
 def _audit(store: Any) -> list[dict[str, Any]]:
     rows = store_rows(store, "SELECT kind, detail FROM audit_log ORDER BY seq")
     return [{"action": a, "detail": json.loads(d)} for a, d in rows]
