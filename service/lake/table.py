@@ -17,6 +17,7 @@ Only the holder of the store's lake lock writes (``HotRepository.lake_lock``).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any
 
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
-from deltalake.exceptions import TableNotFoundError
+from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from service.store.base import EVENT_COLUMNS
 
@@ -100,6 +101,10 @@ class Snapshot:
         return not self.files
 
 
+# Opening the table while another node cleans its log: tries before giving up.
+_OPEN_ATTEMPTS = 10
+
+
 class Lake:
     """The Delta table at ``uri`` (a local path, or a URL deltalake accepts)."""
 
@@ -110,10 +115,22 @@ class Lake:
     # --- reading ----------------------------------------------------------------------
 
     def table(self) -> DeltaTable | None:
-        try:
-            return DeltaTable(self.uri, storage_options=self._options)
-        except TableNotFoundError:
-            return None
+        """The table's newest version (None before the first commit).
+
+        Another node's upkeep may checkpoint and clean the log while this one opens it:
+        the `_last_checkpoint` just read can name a checkpoint already replaced and
+        removed. Opening again reads the new one, so such a miss is retried.
+        """
+        for attempt in range(1, _OPEN_ATTEMPTS + 1):
+            try:
+                return DeltaTable(self.uri, storage_options=self._options)
+            except TableNotFoundError:
+                return None
+            except DeltaError as exc:
+                if attempt == _OPEN_ATTEMPTS or "not found" not in str(exc):
+                    raise
+                time.sleep(0.005 * attempt)
+        raise AssertionError("unreachable")
 
     def snapshot(self) -> Snapshot:
         dt = self.table()
