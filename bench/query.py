@@ -12,7 +12,8 @@
    - ``duckdb``: the service's default engine: `plan_query`, then `QueryEngine.aggregate`
      on service/lake/engine.py's LakeQueries over the lake (and its empty hot store),
      then `QueryEngine.release` (OpenDP noise, 95 % intervals): the whole DP query except
-     HTTP and the ledger transaction;
+     HTTP and the ledger transaction; ``duckdb-1gb`` the same with
+     TACIT_DUCKDB_MEMORY_LIMIT=1GB (what does not fit spills to its private directory);
    - ``rowstore``: the same through the SQLite row store's own repository;
    - ``floor``: the plain DuckDB GROUP BY of the metric over the lake's files (no bounding,
      no noise);
@@ -74,7 +75,18 @@ METRIC = "task_completion_rate"
 GROUP_BY = ["day", "surface", "task_type"]
 SUCCESS = EVENT_TYPE_CODES[EventType.TASK_COMPLETION]
 SHOWN = EVENT_TYPE_CODES[EventType.RESPONSE_SHOWN]
-ENGINES = ["duckdb", "floor", "rowstore", "opendp", "spark-local", "spark-1", "spark-2"]
+ENGINES = [
+    "duckdb",
+    "duckdb-1gb",
+    "floor",
+    "rowstore",
+    "opendp",
+    "spark-local",
+    "spark-1",
+    "spark-2",
+]
+# The duckdb engine under TACIT_DUCKDB_MEMORY_LIMIT: what it spills, it spills privately.
+DUCKDB_LIMITS = {"duckdb-1gb": "1GB"}
 SPARK_MASTERS = {"spark-local": "local[2]"}
 
 
@@ -116,14 +128,14 @@ def _dp_query(engine: Any, detail: dict[str, Any]) -> Callable[[], int]:
     return run
 
 
-def measure_duckdb(size: int, _arg: str) -> dict[str, Any]:
+def measure_duckdb(size: int, memory_limit: str) -> dict[str, Any]:
     from service.lake.engine import LakeQueries
     from service.queries.engine import QueryEngine
 
     policy, _ = _plan()
     store = SQLiteStore(lakegen.hot_store_path(OUT, size), "normal")
     lake = Lake(lakegen.lake_path(OUT, size))
-    engine = QueryEngine(store, policy, LakeQueries(store, lake))
+    engine = QueryEngine(store, policy, LakeQueries(store, lake, None, memory_limit or None))
     detail: dict[str, Any] = {}
     return _timed(_dp_query(engine, detail), detail)
 
@@ -411,7 +423,10 @@ def _run_size(size: int, engines: list[str], args: argparse.Namespace) -> dict[s
     single = [e for e in engines if not e.startswith("spark")]
     for _ in range(args.repeat):
         for kind in single:
-            runs[kind].append(_child(kind, size))
+            if kind in DUCKDB_LIMITS:
+                runs[kind].append(_child("duckdb", size, DUCKDB_LIMITS[kind]))
+            else:
+                runs[kind].append(_child(kind, size))
             print(f"  {kind}: {runs[kind][-1]['seconds']:.2f} s", flush=True)
     for kind in (e for e in engines if e.startswith("spark")):
         if kind in SPARK_MASTERS:

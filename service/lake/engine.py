@@ -23,6 +23,8 @@ as anything but one integer row per cell.
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +33,7 @@ from typing import Any
 import duckdb
 
 from service.lake.table import Lake, Snapshot, to_arrow
-from service.store.base import EVENT_COLUMNS, Store
+from service.store.base import EVENT_COLUMNS, EngineUnavailable, Store
 
 ATTEMPTS = 3  # a compaction or vacuum may remove a file a query is about to read
 _COLUMNS = ", ".join(EVENT_COLUMNS)
@@ -153,16 +155,47 @@ class LakeQueries:
 
     dialect = "duckdb"
 
-    def __init__(self, store: Store, lake: Lake, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        lake: Lake,
+        threads: int | None = None,
+        memory_limit: str | None = None,
+    ) -> None:
         self._store = store
         self.lake = lake
+        # What a query spills past `memory_limit` (its per-person partial aggregates) goes
+        # to a directory of this process alone, removed at close(): never DuckDB's default
+        # `.tmp` under whatever the working directory is.
+        self._spill = tempfile.TemporaryDirectory(prefix="tacit-duckdb-")
+        os.chmod(self._spill.name, 0o700)
+        config: dict[str, Any] = {
+            "temp_directory": self._spill.name,
+            # Results are sums per cell: no order to keep, and keeping it costs memory.
+            "preserve_insertion_order": False,
+        }
+        if threads:
+            config["threads"] = threads
+        if memory_limit:
+            config["memory_limit"] = memory_limit
+        self._memory_limit = memory_limit or "80 % of the machine"
         # One in-memory DuckDB database for every query of this repository, each query on
         # a cursor of its own (its own ``hot`` and temporary ``events``): the cursors
         # share the database's one pool of ``threads`` workers (default: one per core),
         # so concurrent queries queue for the cores instead of each starting a pool as
         # large as the machine (docs/benchmarks.md, "Concurrent queries").
-        self._db = duckdb.connect(config={"threads": threads} if threads else {})
+        self._db = duckdb.connect(config=config)
         self._cursor_lock = threading.Lock()
+
+    @property
+    def spill_dir(self) -> str:
+        """Where DuckDB spills what does not fit in memory_limit (private, 0700)."""
+        return self._spill.name
+
+    def close(self) -> None:
+        """Close the database and remove its spill directory."""
+        self._db.close()
+        self._spill.cleanup()
 
     def aggregate(self, sql: str) -> list[tuple[int, ...]]:
         return self.aggregate_covered(sql)[0]
@@ -185,5 +218,11 @@ class LakeQueries:
             files = parquet_sql(cut.snapshot.files) if cut.snapshot.files else None
             con.execute(f"CREATE TEMP VIEW events AS {cut.events_sql(files)}")
             return result_rows(con.execute(sql).fetchall())
+        except duckdb.OutOfMemoryException as exc:
+            raise EngineUnavailable(
+                f"the query needed more memory than DuckDB may use here ({self._memory_limit}, "
+                "TACIT_DUCKDB_MEMORY_LIMIT) even after spilling to disk: raise the limit, or "
+                "ask for fewer days or cells"
+            ) from exc
         finally:
             con.close()

@@ -44,7 +44,9 @@ def queries_for(settings: Settings, store: Store) -> LakeQueries | SparkQueries 
         return None
     if settings.query_engine == "spark":
         return _spark(settings, store, lake)
-    return LakeQueries(store, lake, settings.duckdb_threads or None)
+    return LakeQueries(
+        store, lake, settings.duckdb_threads or None, settings.duckdb_memory_limit or None
+    )
 
 
 def _spark(settings: Settings, store: Store, lake: Lake) -> SparkQueries:
