@@ -12,8 +12,9 @@
    - ``duckdb``: the service's default engine: `plan_query`, then `QueryEngine.aggregate`
      on service/lake/engine.py's LakeQueries over the lake (and its empty hot store),
      then `QueryEngine.release` (OpenDP noise, 95 % intervals): the whole DP query except
-     HTTP and the ledger transaction; ``duckdb-1gb`` the same with
-     TACIT_DUCKDB_MEMORY_LIMIT=1GB (what does not fit spills to its private directory);
+     HTTP and the ledger transaction, under the service's default
+     TACIT_DUCKDB_MEMORY_LIMIT (what does not fit spills to its private directory);
+     ``duckdb-unlimited`` the same without a limit;
    - ``rowstore``: the same through the SQLite row store's own repository;
    - ``floor``: the plain DuckDB GROUP BY of the metric over the lake's files (no bounding,
      no noise);
@@ -67,17 +68,19 @@ from rss import Sampler, tree_pids  # noqa: E402
 from privacy.events import EVENT_TYPE_CODES, EventType  # noqa: E402
 from privacy.policy import load_policy  # noqa: E402
 from service.lake.table import Lake  # noqa: E402
-from service.settings import DEFAULT_POLICY  # noqa: E402
+from service.settings import DEFAULT_POLICY, Settings  # noqa: E402
 from service.store.sqlite import SQLiteStore  # noqa: E402
 
 OUT = BENCH / "out"
+# The service's default DuckDB memory limit (TACIT_DUCKDB_MEMORY_LIMIT).
+SERVICE_LIMIT = str(Settings.model_fields["duckdb_memory_limit"].default)
 METRIC = "task_completion_rate"
 GROUP_BY = ["day", "surface", "task_type"]
 SUCCESS = EVENT_TYPE_CODES[EventType.TASK_COMPLETION]
 SHOWN = EVENT_TYPE_CODES[EventType.RESPONSE_SHOWN]
 ENGINES = [
     "duckdb",
-    "duckdb-1gb",
+    "duckdb-unlimited",
     "floor",
     "rowstore",
     "opendp",
@@ -85,8 +88,9 @@ ENGINES = [
     "spark-1",
     "spark-2",
 ]
-# The duckdb engine under TACIT_DUCKDB_MEMORY_LIMIT: what it spills, it spills privately.
-DUCKDB_LIMITS = {"duckdb-1gb": "1GB"}
+# The duckdb engine under the service's TACIT_DUCKDB_MEMORY_LIMIT (what it spills, it
+# spills privately), and without a limit (DuckDB's own default, 80 % of the machine).
+DUCKDB_LIMITS = {"duckdb": SERVICE_LIMIT, "duckdb-unlimited": ""}
 SPARK_MASTERS = {"spark-local": "local[2]"}
 
 
@@ -445,7 +449,7 @@ def _summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     duck = statistics.median(r["seconds"] for r in runs["duckdb"]) if "duckdb" in runs else None
     reference = runs["duckdb"][0]["detail"].get("digest") if "duckdb" in runs else None
     summary: dict[str, Any] = {}
-    print(f"{'':12} {'s':>8} {'x duckdb':>9} {'cpu s':>8} {'anon MB':>8} {'same aggregates':>16}")
+    print(f"{'':17} {'s':>8} {'x duckdb':>9} {'cpu s':>8} {'anon MB':>8} {'same aggregates':>16}")
     for kind, results in runs.items():
         wall = statistics.median(r["seconds"] for r in results)
         cpu = statistics.median(r["cpu_seconds"] for r in results)
@@ -462,7 +466,7 @@ def _summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             "same_aggregates": same,
             "detail": results[-1].get("detail", {}),
         }
-        print(f"{kind:12} {wall:8.2f} {ratio:9.2f} {cpu:8.2f} {anon:8.0f} {same:>16}")
+        print(f"{kind:17} {wall:8.2f} {ratio:9.2f} {cpu:8.2f} {anon:8.0f} {same:>16}")
     return summary
 
 

@@ -96,10 +96,12 @@ class Settings(BaseSettings):
     lake_compact_interval_s: float = Field(default=3600.0, gt=0)
     # DuckDB threads per query (0: one per core).
     duckdb_threads: int = Field(default=0, ge=0, le=256)
-    # DuckDB's memory for all queries of a process together, e.g. "1GB"; what does not
-    # fit spills to a private directory. Empty: DuckDB's default, 80 % of the machine.
+    # DuckDB's memory for all queries of a process together; what does not fit spills
+    # to a private directory. 768MB keeps a query over 100M events under 1 GB of
+    # anonymous memory (docs/benchmarks.md). Empty: DuckDB's default, 80 % of the machine.
     duckdb_memory_limit: str = Field(
-        default="", pattern=r"^([0-9]+(\.[0-9]+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB))?$"
+        default="768MB",
+        pattern=r"^([0-9]+(\.[0-9]+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB))?$",
     )
     # The spark engine (docs/deploy.md, "Spark"): local[N] / local[*] runs Spark inside
     # each serving process; spark://host:port[,host2:port2] uses a standalone cluster.
