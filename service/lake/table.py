@@ -18,10 +18,10 @@ Only the holder of the store's lake lock writes (``HotRepository.lake_lock``).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
@@ -30,6 +30,7 @@ from deltalake.exceptions import DeltaError, TableNotFoundError
 from service.store.base import EVENT_COLUMNS
 
 SEALER_APP_ID = "tacit-sealer"
+_T = TypeVar("_T")
 
 _TYPES: dict[str, pa.DataType] = {
     "epoch": pa.int32(),
@@ -101,8 +102,28 @@ class Snapshot:
         return not self.files
 
 
-# Opening the table while another node cleans its log: tries before giving up.
-_OPEN_ATTEMPTS = 10
+# Reading the table while another node cleans its log: tries before giving up.
+_READ_ATTEMPTS = 20
+
+
+def _retrying(read: Callable[[], _T]) -> _T:
+    """``read()``, again when the log changed under it.
+
+    Another node's upkeep may checkpoint and clean the log while this one reads it: the
+    `_last_checkpoint` just read can name a checkpoint already replaced and removed, and
+    deltalake reads the log lazily, so the miss can surface in any call on the table, not
+    only in opening it. Reading again from the start finds the new checkpoint.
+    """
+    for attempt in range(1, _READ_ATTEMPTS + 1):
+        try:
+            return read()
+        except TableNotFoundError:
+            raise
+        except DeltaError as exc:
+            if attempt == _READ_ATTEMPTS or "not found" not in str(exc):
+                raise
+            time.sleep(0.005 * attempt)
+    raise AssertionError("unreachable")
 
 
 class Lake:
@@ -115,25 +136,21 @@ class Lake:
     # --- reading ----------------------------------------------------------------------
 
     def table(self) -> DeltaTable | None:
-        """The table's newest version (None before the first commit).
-
-        Another node's upkeep may checkpoint and clean the log while this one opens it:
-        the `_last_checkpoint` just read can name a checkpoint already replaced and
-        removed. Opening again reads the new one, so such a miss is retried.
-        """
-        for attempt in range(1, _OPEN_ATTEMPTS + 1):
-            try:
-                return DeltaTable(self.uri, storage_options=self._options)
-            except TableNotFoundError:
-                return None
-            except DeltaError as exc:
-                if attempt == _OPEN_ATTEMPTS or "not found" not in str(exc):
-                    raise
-                time.sleep(0.005 * attempt)
-        raise AssertionError("unreachable")
+        """The table's newest version (None before the first commit)."""
+        return _retrying(self._open)
 
     def snapshot(self) -> Snapshot:
-        dt = self.table()
+        """The newest version's files and last seal batch, read as one."""
+        return _retrying(self._snapshot)
+
+    def _open(self) -> DeltaTable | None:
+        try:
+            return DeltaTable(self.uri, storage_options=self._options)
+        except TableNotFoundError:
+            return None
+
+    def _snapshot(self) -> Snapshot:
+        dt = self._open()
         if dt is None:
             return Snapshot(-1, (), 0)
         return Snapshot(
