@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from privacy.budget import Budget, Cost, EpochShortfall
 from privacy.delta import DeltaCaps, DeltaShortfall
@@ -29,9 +29,14 @@ __all__ = [
     "OverBudget",
     "OverDeltaBudget",
     "ReleaseRecord",
+    "SpendColumn",
     "UnitMismatch",
     "UnitSpend",
 ]
+
+
+# The spend a backend reads: rho or epsilon nanos, or δ units (privacy/delta.py).
+SpendColumn = Literal["nanos", "delta_units"]
 
 
 class OverBudget(StoreError):

@@ -14,7 +14,7 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from service.store.base import (
     Charge,
@@ -24,11 +24,10 @@ from service.store.base import (
     UnitMismatch,
     UnitSpend,
 )
+from service.store.ledger import SpendColumn
 from service.store.rows import RELEASE_COLUMNS, RELEASE_INSERT_COLUMNS, release_record, release_row
 from service.store.sqlite.audit import SQLiteAudit
 from service.store.sqlite.db import Database, to_ms
-
-SpendColumn = Literal["nanos", "delta_units"]  # rho or epsilon nanos; delta units
 
 
 def _spent(
@@ -129,9 +128,14 @@ class SQLiteLedger:
             )
             if short:
                 raise OverBudget(short)  # rolls the (empty) transaction back
-            delta_short = charge.delta_shortfalls(
-                _spent(conn, charge.analyst, charge.epochs, "delta_units"),
-                _global_spent(conn, charge.epochs, "delta_units"),
+            # A charge without δ cannot pass a δ cap: its spend is not read then.
+            delta_short = (
+                charge.delta_shortfalls(
+                    _spent(conn, charge.analyst, charge.epochs, "delta_units"),
+                    _global_spent(conn, charge.epochs, "delta_units"),
+                )
+                if charge.delta_units
+                else []
             )
             if delta_short:
                 raise OverDeltaBudget(delta_short)  # rolls the (empty) transaction back
