@@ -6,11 +6,15 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+
+import pg
+import pytest
 
 from privacy.budget import Accounting, Budget, Cost
 from privacy.delta import DeltaCaps
-from service.store.base import EVENT_COLUMNS, QUARANTINE_COLUMNS, Charge, WriteBatch
+from service.store.base import EVENT_COLUMNS, QUARANTINE_COLUMNS, Charge, Store, WriteBatch
 
 DAY = 86_400
 T0_TS = int(datetime(2026, 11, 20, 12, 0, tzinfo=UTC).timestamp())
@@ -100,3 +104,26 @@ def charge(
         delta_units=delta,
         delta_caps=DeltaCaps(*delta_caps) if delta else None,
     )
+
+
+def store_at_version(
+    request: pytest.FixtureRequest, tmp_path: Path, version: int | None = None
+) -> Store:
+    """A store of the fixture's backend (``request.param``: "sqlite" or "postgres") whose
+    schema is migrated to ``version`` only (None: the one before the newest), for the
+    migration tests; a PostgreSQL database is dropped when the test ends."""
+    if request.param == "sqlite":
+        from service.store.sqlite import SQLiteStore
+        from service.store.sqlite.schema import MIGRATIONS
+
+        store: Store = SQLiteStore(tmp_path / "old.db", policy_sha256=POLICY_SHA)
+    else:
+        server: pg.PgServer = request.getfixturevalue("pg_server")  # or skip
+        from service.store.postgres import PostgresStore
+        from service.store.postgres.schema import MIGRATIONS
+
+        url = server.create_database(migrated=False)
+        request.addfinalizer(lambda: server.drop_database(url))
+        store = PostgresStore(url, POLICY_SHA)
+    store.db.migrate(len(MIGRATIONS) - 1 if version is None else version)  # type: ignore[attr-defined]
+    return store

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pg
 import pytest
-from store.contract import GIGA, NANOS, POLICY_SHA, TENTH, charge
+from store.contract import GIGA, NANOS, TENTH, charge, store_at_version
 
 from service.store.base import OverBudget, OverDeltaBudget, Store
 
@@ -102,20 +102,7 @@ def test_concurrent_delta_charges_on_several_nodes_never_pass_the_delta_cap(
 @pytest.fixture(params=["sqlite", "postgres"])
 def store_before_delta(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """A store at the schema version before budget_spend kept δ (the one before the last)."""
-    if request.param == "sqlite":
-        from service.store.sqlite import SQLiteStore
-        from service.store.sqlite.schema import MIGRATIONS
-
-        store: Store = SQLiteStore(tmp_path / "old.db", policy_sha256=POLICY_SHA)
-    else:
-        server: pg.PgServer = request.getfixturevalue("pg_server")  # or skip
-        from service.store.postgres import PostgresStore
-        from service.store.postgres.schema import MIGRATIONS
-
-        url = server.create_database(migrated=False)
-        request.addfinalizer(lambda: server.drop_database(url))
-        store = PostgresStore(url, POLICY_SHA)
-    store.db.migrate(len(MIGRATIONS) - 1)  # type: ignore[attr-defined]
+    store = store_at_version(request, tmp_path, None)
     yield store
     store.close()
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pg
 import pytest
-from store.contract import NANOS, POLICY_SHA, TENTH, charge
+from store.contract import NANOS, TENTH, charge, store_at_version
 
 from service.store.base import Charge, Store, UnitSpend
 from service.store.rows import RELEASE_INSERT_COLUMNS, release_row
@@ -24,18 +24,7 @@ BEFORE_UNITS = 3  # the schema version (both backends) whose budget_spend had no
 @pytest.fixture(params=["sqlite", "postgres"])
 def old_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """A store whose schema is at the version before budget_spend kept its unit."""
-    if request.param == "sqlite":
-        from service.store.sqlite import SQLiteStore
-
-        store: Store = SQLiteStore(tmp_path / "old.db", policy_sha256=POLICY_SHA)
-    else:
-        server: pg.PgServer = request.getfixturevalue("pg_server")  # or skip
-        from service.store.postgres import PostgresStore
-
-        url = server.create_database(migrated=False)
-        request.addfinalizer(lambda: server.drop_database(url))
-        store = PostgresStore(url, POLICY_SHA)
-    store.db.migrate(BEFORE_UNITS)  # type: ignore[attr-defined]
+    store = store_at_version(request, tmp_path, BEFORE_UNITS)
     yield store
     store.close()
 

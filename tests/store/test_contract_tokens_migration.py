@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pg
 import pytest
-from store.contract import POLICY_SHA
+from store.contract import store_at_version
 
 from service.store.base import Role, Store
 
@@ -23,18 +23,7 @@ def digest(token: str) -> bytes:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def old_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        from service.store.sqlite import SQLiteStore
-
-        store: Store = SQLiteStore(tmp_path / "old.db", policy_sha256=POLICY_SHA)
-    else:
-        server: pg.PgServer = request.getfixturevalue("pg_server")  # or skip
-        from service.store.postgres import PostgresStore
-
-        url = server.create_database(migrated=False)
-        request.addfinalizer(lambda: server.drop_database(url))
-        store = PostgresStore(url, POLICY_SHA)
-    store.db.migrate(BEFORE_ORIGINS)  # type: ignore[attr-defined]
+    store = store_at_version(request, tmp_path, BEFORE_ORIGINS)
     yield store
     store.close()
 
