@@ -277,7 +277,13 @@ RULES: dict[str, Rule] = {
         "these events are collected from now on",
         "these events are no longer collected",
     ),
-    "context.*": context_rule,
+    "context.*": context_rule(
+        _members(
+            Direction.LOOSENS,
+            "more label values are stored (and answers can be broken down by them)",
+            'these label values are stored as "other" from now on',
+        )
+    ),
     "retention.default": _longer("events of types without their own retention are kept"),
     "retention.event_types.*": _ordered(
         Direction.LOOSENS,

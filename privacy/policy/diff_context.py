@@ -1,6 +1,6 @@
 """How `policy diff` judges a context dimension: its declared values, or its opening.
 
-A declared dimension (a list) loosens by each value added and tightens by each removed.
+A declared dimension (a list) is judged by the list rule it is given (privacy.policy.diff).
 Opening one (``{open: {...}}``) loosens: any valid label an app sends is stored as sent
 and shown once a DP selection finds enough people; closing one tightens. Between two
 open forms each selection setting is judged by what it lets out.
@@ -8,12 +8,15 @@ open forms each selection setting is judged by what it lets out.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from privacy.policy.change import MISSING, Change, Direction, change, plain
 from privacy.policy.open import OpenDimension
 
 __all__ = ["context_rule"]
+
+Rule = Callable[[Any, str, Any, Any], list[Change]]
 
 _LOOSENS, _TIGHTENS = Direction.LOOSENS, Direction.TIGHTENS
 
@@ -48,52 +51,30 @@ _SELECTION = {
 }
 
 
-def context_rule(sides: Any, key: str, old: Any, new: Any) -> list[Change]:
-    """The changes of one context dimension (``sides`` unused: no default applies)."""
-    was_open, is_open = isinstance(old, OpenDimension), isinstance(new, OpenDimension)
-    if was_open and is_open:
-        return _selection_changes(key, old, new)
-    if is_open:
-        reason = (
-            "the dimension is opened: any label an app sends (1-64 of A-Za-z0-9._-) is "
-            'stored as sent instead of as "other", and answers show each value a DP '
-            f"selection finds used by about {new.open.min_users} people or more (δ charged)"
-        )
-        return [change(key, _shown(old), "open", _LOOSENS, reason)]
-    if was_open:
-        reason = (
-            "the dimension is no longer stored"
-            if new is MISSING
-            else 'the dimension is closed: labels other than these are stored as "other"'
-        )
-        return [change(key, "open", _shown(new), _TIGHTENS, reason)]
-    o = [] if old is MISSING else [plain(v) for v in old]
-    n = [] if new is MISSING else [plain(v) for v in new]
-    plus, minus = [v for v in n if v not in o], [v for v in o if v not in n]
-    out = []
-    if plus:
-        out.append(
-            Change(
-                key,
-                None,
-                plus,
-                _LOOSENS,
-                "adds " + ", ".join(plus),
-                "more label values are stored (and answers can be broken down by them)",
+def context_rule(declared: Rule) -> Rule:
+    """The rule of one context dimension; ``declared`` judges a change between two lists."""
+
+    def rule(sides: Any, key: str, old: Any, new: Any) -> list[Change]:
+        was_open, is_open = isinstance(old, OpenDimension), isinstance(new, OpenDimension)
+        if was_open and is_open:
+            return _selection_changes(key, old, new)
+        if is_open:
+            reason = (
+                "the dimension is opened: any label an app sends (1-64 of A-Za-z0-9._-) is "
+                'stored as sent instead of as "other", and answers show each value a DP '
+                f"selection finds used by about {new.open.min_users} people or more (δ charged)"
             )
-        )
-    if minus:
-        out.append(
-            Change(
-                key,
-                minus,
-                None,
-                _TIGHTENS,
-                "removes " + ", ".join(minus),
-                'these label values are stored as "other" from now on',
+            return [change(key, _shown(old), "open", _LOOSENS, reason)]
+        if was_open:
+            reason = (
+                "the dimension is no longer stored"
+                if new is MISSING
+                else 'the dimension is closed: labels other than these are stored as "other"'
             )
-        )
-    return out
+            return [change(key, "open", _shown(new), _TIGHTENS, reason)]
+        return declared(sides, key, old, new)
+
+    return rule
 
 
 def _shown(side: Any) -> Any:
